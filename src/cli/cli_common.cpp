@@ -1,0 +1,58 @@
+#include "cli_common.h"
+
+#include <ATen/Parallel.h>
+
+#include <thread>
+
+#include "checkpoint/key_maps.h"
+
+namespace vitprobe::cli {
+
+void add_load_options(CLI::App& app, LoadOptions& options) {
+  app.add_option("--format", options.format, "Checkpoint key map: auto or one of timm, mae, dino, ibot, mocov3, "
+                                             "dinov2, ijepa, torchvision")
+      ->capture_default_str()
+      ->check(CLI::IsMember(format_names()));
+  app.add_option("--arch", options.arch, "Architecture preset giving the head count, e.g. vit_base_patch16");
+  app.add_option("--num-heads,--heads", options.num_heads,
+                 "Attention heads (0: from --arch, metadata, or width/64 convention)")
+      ->capture_default_str();
+  app.add_option("--img-size", options.img_size, "Input size; pos_embed is resampled when it differs (0: native)")
+      ->capture_default_str();
+  app.add_option("--dtype", options.dtype, "Compute dtype")->capture_default_str()->check(CLI::IsMember({"fp32", "bf16"}));
+  app.add_option("--device", options.device, "Device")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+}
+
+PreprocessSettings PreprocessFlags::settings() const {
+  PreprocessSettings settings;
+  if (mean_option && mean_option->count()) settings.mean = parse_triplet(mean, "--mean");
+  if (std_option && std_option->count()) settings.std = parse_triplet(std, "--std");
+  if (resize_option && resize_option->count()) settings.resize = resize;
+  if (crop_option && crop_option->count()) settings.crop = crop;
+  if (interpolation_option && interpolation_option->count()) settings.interpolation = interpolation;
+  return settings;
+}
+
+void add_preprocess_options(CLI::App& app, PreprocessFlags& flags) {
+  flags.mean_option = app.add_option("--mean", flags.mean, "Normalisation mean R,G,B (else checkpoint metadata)")
+                          ->default_str("0.485,0.456,0.406");
+  flags.std_option = app.add_option("--std", flags.std, "Normalisation std R,G,B (else checkpoint metadata)")
+                         ->default_str("0.229,0.224,0.225");
+  flags.resize_option = app.add_option("--resize", flags.resize, "Resize the short side to N before cropping")
+                            ->default_str("crop/0.875 (256 for 224)");
+  flags.crop_option = app.add_option("--crop", flags.crop, "Center crop size")->default_str("model input size (224)");
+  flags.interpolation_option = app.add_option("--interpolation", flags.interpolation, "Resize filter")
+                                   ->default_str("bicubic")
+                                   ->check(CLI::IsMember({"bicubic", "bilinear"}));
+}
+
+void add_threads_option(CLI::App& app, int& threads) {
+  app.add_option("--threads", threads, "Compute threads (0: all cores)")->capture_default_str();
+}
+
+void apply_threads(int threads) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(threads > 0 ? threads : cores);
+}
+
+}  // namespace vitprobe::cli

@@ -1,0 +1,46 @@
+#pragma once
+// Pieces every subcommand shares: the option groups (model loading, preprocessing, threads) and the way a
+// subcommand is registered with the top-level app.
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "checkpoint/loader.h"
+#include "jobs/preprocess_settings.h"
+
+namespace vitprobe::cli {
+
+/// A registered subcommand: its parser and the action run after a successful parse.
+struct Subcommand {
+  CLI::App* app = nullptr;
+  std::function<int()> run;
+};
+
+/// Adds --format --arch --num-heads --img-size --dtype --device, filling `options`.
+void add_load_options(CLI::App& app, LoadOptions& options);
+
+/// Raw text of the preprocessing flags, turned into PreprocessSettings after parsing.
+struct PreprocessFlags {
+  std::string mean, std, interpolation;
+  int resize = 0, crop = 0;
+  CLI::Option *mean_option = nullptr, *std_option = nullptr, *interpolation_option = nullptr;
+  CLI::Option *resize_option = nullptr, *crop_option = nullptr;
+  /// The settings the user gave (unset flags stay unset, so checkpoint metadata can fill them).
+  PreprocessSettings settings() const;
+};
+
+/// Adds --mean --std --resize --crop --interpolation.
+void add_preprocess_options(CLI::App& app, PreprocessFlags& flags);
+
+/// Adds --threads (default: all cores).
+void add_threads_option(CLI::App& app, int& threads);
+
+/// Sets libtorch's intra-op thread count (it defaults to one thread on this machine); 0 = all cores.
+void apply_threads(int threads);
+
+Subcommand register_inspect(CLI::App& parent);
+Subcommand register_forward(CLI::App& parent);
+
+}  // namespace vitprobe::cli

@@ -1,0 +1,231 @@
+#include "model/vit_encoder.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <sstream>
+
+#include "common/errors.h"
+
+namespace vitprobe {
+namespace {
+
+// Applies `fn` to every tensor slot of the weights, with its timm key (for messages).
+void for_each_weight(VitWeights& weights, const std::function<void(const std::string&, at::Tensor&)>& fn) {
+  fn("patch_embed.proj.weight", weights.patch_weight);
+  fn("patch_embed.proj.bias", weights.patch_bias);
+  fn("cls_token", weights.cls_token);
+  fn("reg_token", weights.reg_token);
+  fn("pos_embed", weights.pos_embed);
+  for (size_t i = 0; i < weights.blocks.size(); ++i) {
+    auto& block = weights.blocks[i];
+    const std::string prefix = "blocks." + std::to_string(i) + ".";
+    fn(prefix + "norm1.weight", block.norm1_weight);
+    fn(prefix + "norm1.bias", block.norm1_bias);
+    fn(prefix + "attn.qkv.weight", block.qkv_weight);
+    fn(prefix + "attn.qkv.bias", block.qkv_bias);
+    fn(prefix + "attn.proj.weight", block.proj_weight);
+    fn(prefix + "attn.proj.bias", block.proj_bias);
+    fn(prefix + "ls1.gamma", block.ls1_gamma);
+    fn(prefix + "ls2.gamma", block.ls2_gamma);
+    fn(prefix + "norm2.weight", block.norm2_weight);
+    fn(prefix + "norm2.bias", block.norm2_bias);
+    fn(prefix + "mlp.fc1.weight", block.fc1_weight);
+    fn(prefix + "mlp.fc1.bias", block.fc1_bias);
+    fn(prefix + "mlp.fc2.weight", block.fc2_weight);
+    fn(prefix + "mlp.fc2.bias", block.fc2_bias);
+  }
+  fn("norm.weight", weights.norm_weight);
+  fn("norm.bias", weights.norm_bias);
+}
+
+std::string shape_text(at::IntArrayRef shape) {
+  std::ostringstream out;
+  out << "(";
+  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
+  out << ")";
+  return out.str();
+}
+
+// The shape each timm key must have under `config`; empty optional = the slot must stay undefined.
+std::map<std::string, std::vector<int64_t>> expected_shapes(const VitConfig& config) {
+  const int64_t d = config.embed_dim;
+  const int64_t hidden = config.mlp_hidden_dim;
+  std::map<std::string, std::vector<int64_t>> shapes;
+  shapes["patch_embed.proj.weight"] = {d, config.in_chans, config.patch_size, config.patch_size};
+  shapes["patch_embed.proj.bias"] = {d};
+  if (config.class_token) shapes["cls_token"] = {1, 1, d};
+  if (config.num_registers > 0) shapes["reg_token"] = {1, config.num_registers, d};
+  const int64_t pos_rows = config.num_patches() + (config.class_token && config.pos_embed_has_cls_slot ? 1 : 0);
+  shapes["pos_embed"] = {1, pos_rows, d};
+  for (int i = 0; i < config.depth; ++i) {
+    const std::string prefix = "blocks." + std::to_string(i) + ".";
+    for (const char* norm : {"norm1", "norm2"}) {
+      shapes[prefix + norm + ".weight"] = {d};
+      shapes[prefix + norm + ".bias"] = {d};
+    }
+    shapes[prefix + "attn.qkv.weight"] = {3 * d, d};
+    if (config.qkv_bias) shapes[prefix + "attn.qkv.bias"] = {3 * d};
+    shapes[prefix + "attn.proj.weight"] = {d, d};
+    shapes[prefix + "attn.proj.bias"] = {d};
+    if (config.layer_scale) {
+      shapes[prefix + "ls1.gamma"] = {d};
+      shapes[prefix + "ls2.gamma"] = {d};
+    }
+    shapes[prefix + "mlp.fc1.weight"] = {hidden, d};
+    shapes[prefix + "mlp.fc1.bias"] = {hidden};
+    shapes[prefix + "mlp.fc2.weight"] = {d, hidden};
+    shapes[prefix + "mlp.fc2.bias"] = {d};
+  }
+  if (config.final_norm) {
+    shapes["norm.weight"] = {d};
+    shapes["norm.bias"] = {d};
+  }
+  return shapes;
+}
+
+bool wanted(const std::vector<int>& blocks, int block) {
+  return std::find(blocks.begin(), blocks.end(), block) != blocks.end();
+}
+
+}  // namespace
+
+void check_weight_shapes(const VitConfig& config, const VitWeights& weights) {
+  config.validate();
+  if (static_cast<int>(weights.blocks.size()) != config.depth) {
+    throw BadInput("weights have " + std::to_string(weights.blocks.size()) + " blocks, the configuration " +
+                   std::to_string(config.depth));
+  }
+  const auto shapes = expected_shapes(config);
+  auto copy = weights;
+  for_each_weight(copy, [&](const std::string& key, at::Tensor& tensor) {
+    const auto expected = shapes.find(key);
+    if (expected == shapes.end()) {
+      if (tensor.defined()) throw BadInput("unexpected tensor '" + key + "' for this configuration");
+      return;
+    }
+    if (!tensor.defined()) throw BadInput("missing tensor '" + key + "'");
+    if (tensor.sizes() != at::IntArrayRef(expected->second)) {
+      throw BadInput("tensor '" + key + "' has shape " + shape_text(tensor.sizes()) + ", expected " +
+                     shape_text(expected->second));
+    }
+  });
+}
+
+VitEncoder::VitEncoder(VitConfig config, VitWeights weights, at::ScalarType dtype)
+    : config_(std::move(config)), weights_(std::move(weights)), dtype_(dtype) {
+  check_weight_shapes(config_, weights_);
+  // Convert once here, so a forward never casts weights.
+  for_each_weight(weights_, [&](const std::string&, at::Tensor& tensor) {
+    if (tensor.defined()) tensor = tensor.to(dtype_).contiguous();
+  });
+  // The patch embedding runs as one matrix product over unfolded patches (any dtype, no conv kernel needed).
+  patch_matrix_ = weights_.patch_weight.reshape({config_.embed_dim, -1}).contiguous();
+}
+
+VitEncoder VitEncoder::to_device(const std::string& device) const {
+  VitEncoder moved = *this;
+  const at::Device target(device);
+  for_each_weight(moved.weights_, [&](const std::string&, at::Tensor& tensor) {
+    if (tensor.defined()) tensor = tensor.to(target);
+  });
+  moved.patch_matrix_ = patch_matrix_.to(target);
+  return moved;
+}
+
+at::Tensor VitEncoder::embed(const at::Tensor& images) const {
+  const int64_t batch = images.size(0);
+  const int64_t grid = config_.grid_size();
+  const int64_t patch = config_.patch_size;
+  // (B, C, g, P, g, P) -> (B, g, g, C, P, P): row-major patches, each flattened in conv-weight order.
+  auto patches = images.reshape({batch, config_.in_chans, grid, patch, grid, patch})
+                     .permute({0, 2, 4, 1, 3, 5})
+                     .reshape({batch, grid * grid, -1});
+  auto x = at::addmm(weights_.patch_bias, patches.reshape({batch * grid * grid, -1}), patch_matrix_.t())
+               .view({batch, grid * grid, config_.embed_dim});
+  const auto& pos = weights_.pos_embed;
+  if (config_.class_token) {
+    auto cls = weights_.cls_token.expand({batch, 1, config_.embed_dim});
+    if (config_.pos_embed_has_cls_slot) {
+      x = at::cat({cls, x}, 1) + pos;
+    } else {
+      x = at::cat({cls, x + pos}, 1);
+    }
+  } else {
+    x = x + pos;
+  }
+  if (config_.num_registers > 0) {
+    // DINOv2 layout: registers come after [cls] and carry no position.
+    auto registers = weights_.reg_token.expand({batch, config_.num_registers, config_.embed_dim});
+    const int64_t n_cls = config_.class_token ? 1 : 0;
+    x = at::cat({x.narrow(1, 0, n_cls), registers, x.narrow(1, n_cls, x.size(1) - n_cls)}, 1);
+  }
+  return x;
+}
+
+ForwardResult VitEncoder::forward(const at::Tensor& images, const ForwardRequest& request) const {
+  at::NoGradGuard no_grad;
+  if (images.dim() != 4 || images.size(1) != config_.in_chans || images.size(2) != config_.img_size ||
+      images.size(3) != config_.img_size) {
+    throw BadInput("forward: input has shape " + shape_text(images.sizes()) + ", the model expects (B, " +
+                   std::to_string(config_.in_chans) + ", " + std::to_string(config_.img_size) + ", " +
+                   std::to_string(config_.img_size) + ")");
+  }
+  for (int block : request.block_outputs) {
+    if (block < 0 || block >= config_.depth) throw BadInput("forward: no block " + std::to_string(block));
+  }
+  for (int block : request.attention_blocks) {
+    if (block < 0 || block >= config_.depth) throw BadInput("forward: no block " + std::to_string(block));
+  }
+  int last_needed = config_.depth - 1;
+  if (!request.final_tokens && !request.magnitudes) {
+    last_needed = -1;
+    for (int block : request.block_outputs) last_needed = std::max(last_needed, block);
+    for (int block : request.attention_blocks) last_needed = std::max(last_needed, block);
+  }
+
+  const int64_t batch = images.size(0);
+  const int64_t tokens = config_.num_tokens();
+  const int64_t dim = config_.embed_dim;
+  const int64_t heads = config_.num_heads;
+  const int64_t head_dim = config_.head_dim();
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+
+  ForwardResult result;
+  auto x = embed(images.to(patch_matrix_.device(), dtype_));
+  for (int index = 0; index <= last_needed; ++index) {
+    const auto& block = weights_.blocks[index];
+    auto y = at::layer_norm(x, {dim}, block.norm1_weight, block.norm1_bias, config_.norm_eps);
+    auto qkv = at::linear(y, block.qkv_weight, block.qkv_bias)
+                   .view({batch, tokens, 3, heads, head_dim})
+                   .permute({2, 0, 3, 1, 4});
+    auto q = qkv[0] * scale;
+    auto probabilities = at::softmax(at::matmul(q, qkv[1].transpose(-2, -1)), -1);
+    auto context = at::matmul(probabilities, qkv[2]).transpose(1, 2).reshape({batch, tokens, dim});
+    auto branch = at::linear(context, block.proj_weight, block.proj_bias);
+    if (block.ls1_gamma.defined()) branch = branch * block.ls1_gamma;
+    if (request.magnitudes) {
+      result.attention_branch_norms.push_back(at::linalg_vector_norm(branch, 2, {-1}, false, at::kFloat));
+      result.residual_norms.push_back(at::linalg_vector_norm(x, 2, {-1}, false, at::kFloat));
+    }
+    if (wanted(request.attention_blocks, index)) result.attention[index] = probabilities;
+    x = x + branch;
+    auto hidden = at::gelu(at::linear(at::layer_norm(x, {dim}, block.norm2_weight, block.norm2_bias, config_.norm_eps),
+                                      block.fc1_weight, block.fc1_bias));
+    auto mlp = at::linear(hidden, block.fc2_weight, block.fc2_bias);
+    if (block.ls2_gamma.defined()) mlp = mlp * block.ls2_gamma;
+    x = x + mlp;
+    if (wanted(request.block_outputs, index)) result.block_outputs[index] = x;
+  }
+  if (request.final_tokens) {
+    result.tokens = config_.final_norm
+                        ? at::layer_norm(x, {dim}, weights_.norm_weight, weights_.norm_bias, config_.norm_eps)
+                        : x;
+  }
+  return result;
+}
+
+}  // namespace vitprobe

@@ -1,0 +1,86 @@
+#pragma once
+// The ViT encoder: immutable weights plus a forward that returns, on request and without recomputation,
+// everything the analyses need (final tokens, block outputs, attention probabilities, magnitudes).
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "model/vit_config.h"
+
+namespace vitprobe {
+
+/// Weights of one pre-norm transformer block (timm layout).
+struct BlockWeights {
+  at::Tensor norm1_weight, norm1_bias;
+  at::Tensor qkv_weight, qkv_bias;  // (3D, D), (3D) or undefined
+  at::Tensor proj_weight, proj_bias;
+  at::Tensor ls1_gamma, ls2_gamma;  // (D) or undefined
+  at::Tensor norm2_weight, norm2_bias;
+  at::Tensor fc1_weight, fc1_bias, fc2_weight, fc2_bias;
+};
+
+/// All encoder weights in timm layout. Tensors that a configuration does not use stay undefined.
+struct VitWeights {
+  at::Tensor patch_weight, patch_bias;  // (D, C, P, P), (D)
+  at::Tensor cls_token;                 // (1, 1, D)
+  at::Tensor reg_token;                 // (1, R, D)
+  at::Tensor pos_embed;                 // (1, [1 +] N, D); computed for sin-cos configurations
+  std::vector<BlockWeights> blocks;
+  at::Tensor norm_weight, norm_bias;
+};
+
+/// What a caller wants back from one forward pass.
+struct ForwardRequest {
+  /// Final tokens (after the final norm when the model has one).
+  bool final_tokens = true;
+  /// Blocks whose output (pre final norm) is returned.
+  std::vector<int> block_outputs;
+  /// Blocks whose attention probabilities (B, heads, T, T) are returned.
+  std::vector<int> attention_blocks;
+  /// Per block, the L2 norms (B, T) of the attention branch output and of the residual it is added to.
+  bool magnitudes = false;
+};
+
+/// What one forward pass returns; fields not requested stay empty.
+struct ForwardResult {
+  at::Tensor tokens;                         // (B, T, D)
+  std::map<int, at::Tensor> block_outputs;   // block -> (B, T, D)
+  std::map<int, at::Tensor> attention;       // block -> (B, heads, T, T)
+  std::vector<at::Tensor> attention_branch_norms;  // per block (B, T)
+  std::vector<at::Tensor> residual_norms;          // per block (B, T)
+};
+
+/// A ViT encoder whose weights are fixed at construction, held in the compute dtype.
+class VitEncoder {
+ public:
+  /// Takes the weights (fp32, timm layout); checks every shape against `config` and converts once to `dtype`.
+  VitEncoder(VitConfig config, VitWeights weights, at::ScalarType dtype);
+
+  const VitConfig& config() const { return config_; }
+  at::ScalarType dtype() const { return dtype_; }
+  /// The weights in timm layout, in the compute dtype.
+  const VitWeights& weights() const { return weights_; }
+
+  /// Runs images (B, C, H, W), already normalised, through the encoder. Blocks after the last one needed are
+  /// skipped when the final tokens are not requested. Runs without autograd.
+  ForwardResult forward(const at::Tensor& images, const ForwardRequest& request) const;
+
+  /// Moves all weights to a device ("cpu", "cuda"); returns a new encoder.
+  VitEncoder to_device(const std::string& device) const;
+
+ private:
+  at::Tensor embed(const at::Tensor& images) const;
+
+  VitConfig config_;
+  VitWeights weights_;
+  at::Tensor patch_matrix_;  // patch_embed weight as (D, C*P*P), in the compute dtype
+  at::ScalarType dtype_;
+};
+
+/// Checks that `weights` has every tensor `config` needs with the right shape; throws BadInput naming the
+/// timm key and the expected and found shapes.
+void check_weight_shapes(const VitConfig& config, const VitWeights& weights);
+
+}  // namespace vitprobe
