@@ -1,6 +1,7 @@
 // The vitprobe command line: parses options into the engine's structs and turns errors into exit codes.
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <iostream>
 #include <vector>
 
@@ -19,6 +20,16 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string(VITPROBE_VERSION));
   app.require_subcommand(1);
   std::vector<cli::Subcommand> subcommands = {cli::register_inspect(app), cli::register_forward(app)};
+  // CLI11 would only say "a subcommand is required" for a misspelt one: name it.
+  if (argc > 1 && argv[1][0] != '-') {
+    const std::string name = argv[1];
+    const bool known = std::any_of(subcommands.begin(), subcommands.end(),
+                                   [&](const cli::Subcommand& subcommand) { return subcommand.app->get_name() == name; });
+    if (!known) {
+      std::cerr << "vitprobe: error: unknown subcommand '" << name << "' (see vitprobe --help)\n";
+      return kExitBadInput;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

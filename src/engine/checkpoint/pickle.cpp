@@ -2,12 +2,10 @@
 
 #include <ATen/ops/empty.h>
 
-#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <map>
-#include <optional>
 #include <unordered_map>
 
 #include "common/errors.h"
@@ -22,19 +20,10 @@ constexpr size_t kMaxValues = 10'000'000;
 // What an allowed global may do. Only the rebuild functions and a few containers are "called", and
 // only by building a value here; opaque classes are merely named.
 enum class Role {
-  OrderedDict,
-  DefaultDict,
-  Set,
-  FrozenSet,
-  ByteArray,
-  CodecsEncode,
-  RebuildTensor,
-  RebuildParameter,
-  RebuildFromType,
-  StorageType,
-  Dtype,
-  TypeReference,
-  Opaque,
+  OrderedDict, DefaultDict, Set, FrozenSet, ByteArray, CodecsEncode,  // containers and byte strings
+  RebuildTensor, RebuildParameter, RebuildFromType,                    // torch's tensor rebuild functions
+  StorageType, Dtype, TypeReference,                                   // named, never called
+  Opaque,                                                              // recorded by class name only
 };
 
 const std::map<std::string, Role>& global_roles() {
@@ -155,6 +144,12 @@ class Unpickler {
     for (size_t i = n; i-- > 0;) value = (value << 8) | static_cast<unsigned char>(bytes[i]);
     return value;
   }
+  // LONG4 and BINSTRING lengths are signed 32-bit; a negative one is corrupt.
+  uint64_t read_signed_length() {
+    const auto length = static_cast<int32_t>(read_uint(4));
+    if (length < 0) malformed("negative length");
+    return static_cast<uint64_t>(length);
+  }
   std::string read_line() {
     const void* end = std::memchr(data_ + pos_, '\n', size_ - pos_);
     if (end == nullptr) malformed("text argument has no end of line");
@@ -162,13 +157,6 @@ class Unpickler {
     std::string line = read_bytes(length);
     ++pos_;
     return line;
-  }
-  uint64_t read_line_index() {
-    const std::string line = read_line();
-    uint64_t index = 0;
-    const auto result = std::from_chars(line.data(), line.data() + line.size(), index);
-    if (result.ec != std::errc() || result.ptr != line.data() + line.size()) malformed("bad memo index text");
-    return index;
   }
 
   // --- values ---
@@ -213,23 +201,13 @@ class Unpickler {
     }
     return make_int(static_cast<int64_t>(value));
   }
-  PickleValue* make_int_from_text(std::string text) {
-    if (text == "00" || text == "01") {
-      PickleValue* v = make(Kind::Bool);
-      v->boolean = text == "01";
-      return v;
-    }
-    if (!text.empty() && text.back() == 'L') text.pop_back();
-    int64_t value = 0;
-    const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (result.ptr != text.data() + text.size() || text.empty()) malformed("bad integer text");
-    if (result.ec == std::errc::result_out_of_range) return make_text(Kind::Object, "int");
-    return make_int(value);
-  }
 
   // --- the stack; MARK sets a floor that ordinary pops may not cross, as in CPython ---
   size_t floor() const { return marks_.empty() ? 0 : marks_.back(); }
-  void push(PickleValue* value) { stack_.push_back(value); }
+  PickleValue* push(PickleValue* value) {
+    stack_.push_back(value);
+    return value;
+  }
   PickleValue* top() {
     if (stack_.size() <= floor()) malformed("stack underflow");
     return stack_.back();
@@ -254,8 +232,9 @@ class Unpickler {
   }
 
   // --- containers ---
-  // Dict keys are compared as Python would for the hashable scalars; other keys by identity.
-  std::string key_of(const PickleValue* key, int depth = 0) const {
+  // Dict keys that are scalars or short strings compare as in Python; any other key (a tuple, a long
+  // string) compares by identity, which keeps each SETITEM cheap whatever a hostile file holds.
+  static std::string key_of(const PickleValue* key) {
     char buffer[64];
     switch (key->kind) {
       case Kind::None: return "n";
@@ -267,15 +246,8 @@ class Unpickler {
         }
         std::snprintf(buffer, sizeof buffer, "f%a", key->number);
         return buffer;
-      case Kind::String: return "s" + key->text;
-      case Kind::Bytes: return "b" + key->text;
-      case Kind::Global: return "g" + key->text;
-      case Kind::Tuple:
-        if (depth < 16) {
-          std::string text = "t" + std::to_string(key->items.size()) + "(";
-          for (const PickleValue* item : key->items) text += key_of(item, depth + 1) + ",";
-          return text + ")";
-        }
+      case Kind::String:
+        if (key->text.size() <= 1024) return "s" + key->text;
         break;
       default: break;
     }
@@ -511,44 +483,20 @@ void Unpickler::step(uint8_t op) {
       return;
     }
     case '(': marks_.push_back(stack_.size()); return;
-    case '0':
-      if (stack_.size() > floor()) {
-        stack_.pop_back();
-      } else {
-        pop_to_mark();
-      }
+    case '0':  // POP drops the top item, or the topmost MARK when nothing is above it
+      if (stack_.size() > floor()) return stack_.pop_back();
+      pop_to_mark();
       return;
     case '1': pop_to_mark(); return;
     case '2': push(top()); return;
     case 'N': push(make(Kind::None)); return;
     case 0x88:
-    case 0x89: {
-      PickleValue* v = make(Kind::Bool);
-      v->boolean = op == 0x88;
-      push(v);
-      return;
-    }
+    case 0x89: push(make(Kind::Bool))->boolean = op == 0x88; return;
     case 'J': push(make_int(static_cast<int32_t>(read_uint(4)))); return;
     case 'K': push(make_int(static_cast<int64_t>(read_uint(1)))); return;
     case 'M': push(make_int(static_cast<int64_t>(read_uint(2)))); return;
     case 0x8a: push(make_long(read_bytes(read_uint(1)))); return;
-    case 0x8b: {
-      const auto length = static_cast<int32_t>(read_uint(4));
-      if (length < 0) malformed("negative LONG4 length");
-      push(make_long(read_bytes(static_cast<uint64_t>(length))));
-      return;
-    }
-    case 'I':
-    case 'L': push(make_int_from_text(read_line())); return;
-    case 'F': {
-      const std::string line = read_line();
-      char* end = nullptr;
-      PickleValue* v = make(Kind::Float);
-      v->number = std::strtod(line.c_str(), &end);
-      if (line.empty() || end != line.c_str() + line.size()) malformed("bad float text");
-      push(v);
-      return;
-    }
+    case 0x8b: push(make_long(read_bytes(read_signed_length()))); return;
     case 'G': {
       const std::string bytes = read_bytes(8);
       uint64_t bits = 0;
@@ -562,12 +510,7 @@ void Unpickler::step(uint8_t op) {
     case 0x8c: push(make_text(Kind::String, read_bytes(read_uint(1)))); return;
     case 0x8d: push(make_text(Kind::String, read_bytes(read_uint(8)))); return;
     case 'U': push(make_text(Kind::String, read_bytes(read_uint(1)))); return;
-    case 'T': {
-      const auto length = static_cast<int32_t>(read_uint(4));
-      if (length < 0) malformed("negative BINSTRING length");
-      push(make_text(Kind::String, read_bytes(static_cast<uint64_t>(length))));
-      return;
-    }
+    case 'T': push(make_text(Kind::String, read_bytes(read_signed_length()))); return;
     case 'B': push(make_text(Kind::Bytes, read_bytes(read_uint(4)))); return;
     case 'C': push(make_text(Kind::Bytes, read_bytes(read_uint(1)))); return;
     case 0x8e:
@@ -581,50 +524,37 @@ void Unpickler::step(uint8_t op) {
     case 'l': push(make_sequence(Kind::List, pop_to_mark())); return;
     case 'a': {
       PickleValue* item = pop();
-      append_items(top(), {item});
-      return;
+      return append_items(top(), {item});
     }
     case 'e': {
-      std::vector<PickleValue*> items = pop_to_mark();
-      append_items(top(), items);
-      return;
+      const std::vector<PickleValue*> items = pop_to_mark();
+      return append_items(top(), items);
     }
     case '}': push(make(Kind::Dict)); return;
-    case 'd': {
-      PickleValue* dict = make(Kind::Dict);
-      set_items(dict, pop_to_mark());
-      push(dict);
-      return;
-    }
+    case 'd': return set_items(push(make(Kind::Dict)), pop_to_mark());
     case 's': {
       PickleValue* value = pop();
       PickleValue* key = pop();
-      set_item(top(), key, value);
-      return;
+      return set_item(top(), key, value);
     }
     case 'u': {
-      std::vector<PickleValue*> items = pop_to_mark();
-      set_items(top(), items);
-      return;
+      const std::vector<PickleValue*> items = pop_to_mark();
+      return set_items(top(), items);
     }
     case 0x8f: push(make(Kind::Set)); return;
     case 0x90: {
-      std::vector<PickleValue*> items = pop_to_mark();
-      append_items(top(), items);
-      return;
+      const std::vector<PickleValue*> items = pop_to_mark();
+      return append_items(top(), items);
     }
     case 0x91: push(make_sequence(Kind::Set, pop_to_mark())); return;
-    case 'p': memo_[read_line_index()] = top(); return;
     case 'q': memo_[read_uint(1)] = top(); return;
     case 'r': memo_[read_uint(4)] = top(); return;
     case 0x94: memo_[memo_.size()] = top(); return;
-    case 'g': push(memo_get(read_line_index())); return;
     case 'h': push(memo_get(read_uint(1))); return;
     case 'j': push(memo_get(read_uint(4))); return;
     case 'c': {
       std::string module = read_line();
-      const std::string name = read_line();
-      push(global(std::move(module), name));
+      push(global(std::move(module), read_line()));
       return;
     }
     case 0x93: {
@@ -640,22 +570,18 @@ void Unpickler::step(uint8_t op) {
       push(reduce(callable, args));
       return;
     }
-    case 0x81: {
-      pop();  // arguments of cls.__new__, unused because nothing is constructed
-      push(new_object(pop()));
-      return;
-    }
-    case 0x92: {
-      pop();
+    case 0x81:  // NEWOBJ and NEWOBJ_EX: the arguments of cls.__new__ are unused, nothing is constructed
       pop();
       push(new_object(pop()));
       return;
-    }
-    case 'b': {
-      pop();  // __setstate__ state: opaque objects keep only their class name
+    case 0x92:
+      pop_n(2);
+      push(new_object(pop()));
+      return;
+    case 'b':  // BUILD: the __setstate__ state is dropped, opaque objects keep only their class name
+      pop();
       top();
       return;
-    }
     case 'Q': push(persistent_load(pop())); return;
     default: break;
   }

@@ -20,9 +20,13 @@ struct PickleValue {
   /// The kinds of value the unpickler can produce.
   enum class Kind { None, Bool, Int, Float, String, Bytes, List, Tuple, Set, Dict, Object, Global, Storage, Tensor };
 
+  /// Which kind of value this is.
   Kind kind = Kind::None;
+  /// A Bool's value.
   bool boolean = false;
+  /// An Int's value (integers wider than 64 bits become an Object named "int").
   int64_t integer = 0;
+  /// A Float's value.
   double number = 0.0;
   /// String and Bytes contents, an Object's class name, or a Global's "module.name".
   std::string text;

@@ -1,0 +1,188 @@
+"""CLI end-to-end: every kind of bad input is refused cleanly.
+
+Usage: check_bad_inputs.py CASE   (CTest registers one test per case; no argument runs them all)
+
+For each case the run must: exit with the contract's code (2 bad input, 3 I/O), print exactly one line on
+stderr that starts with "vitprobe <command>: error: ", contains the case's words (case-insensitive) and
+the name of the offending file, and leave no file in --out. The valid model and input are the tiny
+MAE-style checkpoint of tests/golden/make_references.py, so only the one broken thing differs.
+"""
+import pickletools
+import struct
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "golden"))
+from harness import Report, describe_run, files_under, main_guard, run_vitprobe, work_dir  # noqa: E402
+from make_references import encoder_state, mae_model, save_mae_checkpoint, write_cases  # noqa: E402
+from reference_vit import write_safetensors  # noqa: E402
+
+EXIT_BAD_INPUT = 2
+EXIT_IO_ERROR = 3
+
+
+def valid_files(folder):
+    """The tiny MAE checkpoint and its (2, 3, 32, 32) float32 input."""
+    root = folder / "refs"
+    case = write_cases(root, ["mae"])["mae"]
+    return root / case["checkpoint"], root / case["input"]
+
+
+def torch_zip(path, members):
+    """A zip laid out like torch.save's (stored, not compressed)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def malicious_pickle(command):
+    """Protocol-2 pickle of os.system(command), written opcode by opcode (never unpickled here):
+    PROTO 2, GLOBAL 'os system', BINUNICODE command, TUPLE1, REDUCE, STOP (with BINPUT memo ops)."""
+    text = command.encode()
+    payload = (b"\x80\x02cos\nsystem\nq\x00X" + struct.pack("<I", len(text)) + text
+               + b"q\x01\x85q\x02Rq\x03.")
+    globals_used = [arg for op, arg, _ in pickletools.genops(payload) if op.name == "GLOBAL"]
+    assert globals_used == ["os system"], globals_used
+    return payload
+
+
+def case_truncated(folder, model, image):
+    path = folder / "truncated.pth"
+    data = model.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    return dict(model=path, input=image, words=["vitprobe forward: error:"], file=path)
+
+
+def case_random_bytes(folder, model, image):
+    path = folder / "random_bytes.pth"
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    return dict(model=path, input=image, words=["not a checkpoint"], file=path)
+
+
+def case_zip_without_data_pkl(folder, model, image):
+    path = folder / "no_data_pkl.pth"
+    torch_zip(path, {"archive/version": "3\n"})
+    return dict(model=path, input=image, words=["data.pkl"], file=path)
+
+
+def case_unknown_global(folder, model, image):
+    marker = folder / "payload_ran.marker"
+    path = folder / "os_system.pth"
+    torch_zip(path, {"archive/data.pkl": malicious_pickle(f"touch {marker}"), "archive/version": "3\n"})
+    return dict(model=path, input=image, words=["unknown global", "os.system"], file=path, marker=marker)
+
+
+def case_safetensors_lying_header(folder, model, image):
+    """The header promises 4 MB of data; the file holds 16 bytes."""
+    path = folder / "lying_header.safetensors"
+    header = b'{"patch_embed.proj.weight":{"dtype":"F32","shape":[1000,1000],"data_offsets":[0,4000000]}}'
+    header += b" " * (-(8 + len(header)) % 8)
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(16))
+    return dict(model=path, input=image, words=["safetensors"], file=path)
+
+
+def case_wrong_architecture_missing(folder, model, image):
+    path = folder / "missing_fc2.pth"
+    encoder = encoder_state(mae_model())
+    del encoder["blocks.1.mlp.fc2.weight"]
+    save_mae_checkpoint(path, encoder)
+    return dict(model=path, input=image, words=["missing", "blocks.1.mlp.fc2.weight"], file=path)
+
+
+def case_wrong_architecture_shape(folder, model, image):
+    path = folder / "bad_qkv_shape.safetensors"
+    encoder = encoder_state(mae_model())
+    encoder["blocks.1.attn.qkv.weight"] = torch.randn(3 * 64, 32)
+    write_safetensors(path, encoder)
+    return dict(model=path, input=image, words=["shape", "blocks.1.attn.qkv.weight"], file=path)
+
+
+def case_image_not_decoding(folder, model, image):
+    path = folder / "not_a_photo.JPEG"
+    path.write_text("This file is plain text, not a JPEG image.\n")
+    return dict(model=model, input=path, words=["decode"], file=path)
+
+
+def case_npy_wrong_shape(folder, model, image):
+    path = folder / "three_dims.npy"
+    np.save(path, np.zeros((2, 3, 32), dtype=np.float32))
+    return dict(model=model, input=path, words=["shape"], file=path)
+
+
+def case_npy_wrong_dtype(folder, model, image):
+    path = folder / "int64_input.npy"
+    np.save(path, np.zeros((2, 3, 32, 32), dtype=np.int64))
+    return dict(model=model, input=path, words=["dtype"], file=path)
+
+
+def case_missing_model(folder, model, image):
+    path = folder / "no_such_checkpoint.pth"
+    return dict(model=path, input=image, words=[], file=path, exit_code=EXIT_IO_ERROR)
+
+
+def case_inspect_random_bytes(folder, model, image):
+    path = folder / "random_bytes.pth"
+    path.write_bytes(np.random.default_rng(1).bytes(4096))
+    return dict(model=path, words=["not a checkpoint"], file=path, command="inspect")
+
+
+CASES = {"truncated": case_truncated, "random-bytes": case_random_bytes,
+         "zip-without-data-pkl": case_zip_without_data_pkl, "unknown-global": case_unknown_global,
+         "safetensors-lying-header": case_safetensors_lying_header,
+         "wrong-architecture-missing": case_wrong_architecture_missing,
+         "wrong-architecture-shape": case_wrong_architecture_shape,
+         "image-not-decoding": case_image_not_decoding, "npy-wrong-shape": case_npy_wrong_shape,
+         "npy-wrong-dtype": case_npy_wrong_dtype, "missing-model": case_missing_model,
+         "inspect-random-bytes": case_inspect_random_bytes}
+
+
+def check_case(report, name, folder, model, image):
+    spec = CASES[name](folder, model, image)
+    failures_before = sum(row[-1] == "FAIL" for row in report.rows)
+    command = spec.get("command", "forward")
+    out_dir = folder / "out"
+    args = [command, "--model", spec["model"], "--num-heads", "4"]
+    if command == "forward":
+        args += ["--input", spec["input"], "--out", out_dir]
+    result = run_vitprobe(args)
+    expected_code = spec.get("exit_code", EXIT_BAD_INPUT)
+    report.check(name, "exit code", result.returncode == expected_code, result.returncode, expected_code)
+    lines = result.stderr.rstrip("\n").split("\n") if result.stderr.strip() else []
+    report.check(name, "exactly one line on stderr", len(lines) == 1, len(lines), 1)
+    message = lines[0] if lines else ""
+    prefix = f"vitprobe {command}: error: "
+    report.check(name, "starts with prefix", message.startswith(prefix), message[:40], repr(prefix))
+    missing = [word for word in spec["words"] if word.lower() not in message.lower()]
+    report.check(name, "names the problem", not missing, ",".join(missing) or "all words", spec["words"])
+    file_name = Path(spec["file"]).name
+    report.check(name, "names the file", file_name in message, "yes" if file_name in message else "no", file_name)
+    left = [str(p.relative_to(out_dir)) for p in files_under(out_dir)]
+    report.check(name, "no files left in --out", not left, ",".join(left) or "none")
+    if "marker" in spec:
+        report.check(name, "pickle payload did not run", not spec["marker"].exists(), spec["marker"].exists())
+    if sum(row[-1] == "FAIL" for row in report.rows) > failures_before:
+        report.messages.append(f"[{name}]\n{describe_run(result)}")
+
+
+def run():
+    names = sys.argv[1:] or list(CASES)
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        print(f"unknown case(s) {unknown}; known: {list(CASES)}", file=sys.stderr)
+        return 1
+    folder = work_dir(fresh=True)
+    model, image = valid_files(folder)
+    report = Report("vitprobe refuses bad inputs with one clear line")
+    for name in names:
+        case_folder = folder / name
+        case_folder.mkdir()
+        check_case(report, name, case_folder, model, image)
+    return report.exit_code()
+
+
+if __name__ == "__main__":
+    main_guard(run)

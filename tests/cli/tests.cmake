@@ -1,0 +1,12 @@
+# CLI end-to-end tests (tier 3): bad inputs, help texts, inspect on the real model.
+# Included from tests/CMakeLists.txt, so script paths are relative to tests/.
+
+foreach(case truncated random-bytes zip-without-data-pkl unknown-global safetensors-lying-header
+             wrong-architecture-missing wrong-architecture-shape image-not-decoding npy-wrong-shape
+             npy-wrong-dtype missing-model inspect-random-bytes)
+  vitprobe_py_test(cli.bad_input.${case} cli cli/check_bad_inputs.py ${case})
+endforeach()
+
+foreach(check help unknown-subcommand inspect-real)
+  vitprobe_py_test(cli.${check} cli cli/check_cli.py ${check})
+endforeach()

@@ -1,0 +1,14 @@
+# Golden tests (tier 2): vitprobe against independent PyTorch references (tests/golden/reference_vit.py).
+# Included from tests/CMakeLists.txt, so script paths are relative to tests/.
+
+# The references themselves, checked against torchvision; needs no vitprobe binary.
+vitprobe_py_test(golden.reference_self golden golden/check_reference_self.py)
+
+# One test per checkpoint layout of make_references.py: forward fp32 and bf16, then inspect.
+foreach(case torchvision mae mae-safetensors ijepa dinov2-registers resample dino mocov3)
+  vitprobe_py_test(golden.forward.${case} golden golden/check_forward.py ${case})
+endforeach()
+
+# The real ViT-Tiny/16 on the 17 ImageNet photos: vitprobe's own preprocessing, then a shared input tensor.
+vitprobe_py_test(golden.real_model.images golden golden/check_real_model.py images)
+vitprobe_py_test(golden.real_model.tensor golden golden/check_real_model.py tensor)
