@@ -13,8 +13,9 @@
 namespace vitprobe {
 namespace {
 
-// Applies `fn` to every tensor slot of the weights, with its timm key (for messages).
-void for_each_weight(VitWeights& weights, const std::function<void(const std::string&, at::Tensor&)>& fn) {
+}  // namespace
+
+void visit_weights(VitWeights& weights, const std::function<void(const std::string&, at::Tensor&)>& fn) {
   fn("patch_embed.proj.weight", weights.patch_weight);
   fn("patch_embed.proj.bias", weights.patch_bias);
   fn("cls_token", weights.cls_token);
@@ -41,6 +42,8 @@ void for_each_weight(VitWeights& weights, const std::function<void(const std::st
   fn("norm.weight", weights.norm_weight);
   fn("norm.bias", weights.norm_bias);
 }
+
+namespace {
 
 std::string shape_text(at::IntArrayRef shape) {
   std::ostringstream out;
@@ -101,7 +104,7 @@ void check_weight_shapes(const VitConfig& config, const VitWeights& weights) {
   }
   const auto shapes = expected_shapes(config);
   auto copy = weights;
-  for_each_weight(copy, [&](const std::string& key, at::Tensor& tensor) {
+  visit_weights(copy, [&](const std::string& key, at::Tensor& tensor) {
     const auto expected = shapes.find(key);
     if (expected == shapes.end()) {
       if (tensor.defined()) throw BadInput("unexpected tensor '" + key + "' for this configuration");
@@ -119,7 +122,7 @@ VitEncoder::VitEncoder(VitConfig config, VitWeights weights, at::ScalarType dtyp
     : config_(std::move(config)), weights_(std::move(weights)), dtype_(dtype) {
   check_weight_shapes(config_, weights_);
   // Convert once here, so a forward never casts weights.
-  for_each_weight(weights_, [&](const std::string&, at::Tensor& tensor) {
+  visit_weights(weights_, [&](const std::string&, at::Tensor& tensor) {
     if (tensor.defined()) tensor = tensor.to(dtype_).contiguous();
   });
   // The patch embedding runs as one matrix product over unfolded patches (any dtype, no conv kernel needed).
@@ -129,23 +132,61 @@ VitEncoder::VitEncoder(VitConfig config, VitWeights weights, at::ScalarType dtyp
 VitEncoder VitEncoder::to_device(const std::string& device) const {
   VitEncoder moved = *this;
   const at::Device target(device);
-  for_each_weight(moved.weights_, [&](const std::string&, at::Tensor& tensor) {
+  visit_weights(moved.weights_, [&](const std::string&, at::Tensor& tensor) {
     if (tensor.defined()) tensor = tensor.to(target);
   });
   moved.patch_matrix_ = patch_matrix_.to(target);
   return moved;
 }
 
+at::Tensor embed_patches(const at::Tensor& images, const at::Tensor& patch_matrix, const at::Tensor& patch_bias,
+                         int patch_size) {
+  const int64_t batch = images.size(0);
+  const int64_t channels = images.size(1);
+  const int64_t grid_h = images.size(2) / patch_size;
+  const int64_t grid_w = images.size(3) / patch_size;
+  // (B, C, h, P, w, P) -> (B, h, w, C, P, P): row-major patches, each flattened in conv-weight order, so the
+  // convolution becomes one matrix product (any dtype, no conv kernel needed).
+  auto patches = images.reshape({batch, channels, grid_h, patch_size, grid_w, patch_size})
+                     .permute({0, 2, 4, 1, 3, 5})
+                     .reshape({batch * grid_h * grid_w, -1});
+  return at::addmm(patch_bias, patches, patch_matrix.t()).view({batch, grid_h * grid_w, patch_matrix.size(0)});
+}
+
+at::Tensor run_block(const BlockWeights& block, const VitConfig& config, const at::Tensor& x, BlockCapture* capture) {
+  const int64_t batch = x.size(0);
+  const int64_t tokens = x.size(1);
+  const int64_t dim = config.embed_dim;
+  const int64_t heads = config.num_heads;
+  const int64_t head_dim = config.head_dim();
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+  auto y = at::layer_norm(x, {dim}, block.norm1_weight, block.norm1_bias, config.norm_eps);
+  auto qkv = at::linear(y, block.qkv_weight, block.qkv_bias)
+                 .view({batch, tokens, 3, heads, head_dim})
+                 .permute({2, 0, 3, 1, 4});
+  auto q = qkv[0] * scale;
+  auto probabilities = at::softmax(at::matmul(q, qkv[1].transpose(-2, -1)), -1);
+  auto context = at::matmul(probabilities, qkv[2]).transpose(1, 2).reshape({batch, tokens, dim});
+  auto branch = at::linear(context, block.proj_weight, block.proj_bias);
+  if (block.ls1_gamma.defined()) branch = branch * block.ls1_gamma;
+  if (capture != nullptr) {
+    if (capture->want_magnitudes) {
+      capture->branch_norm = at::linalg_vector_norm(branch, 2, {-1}, false, at::kFloat);
+      capture->residual_norm = at::linalg_vector_norm(x, 2, {-1}, false, at::kFloat);
+    }
+    if (capture->want_attention) capture->attention = probabilities;
+  }
+  auto h = x + branch;
+  auto hidden = at::gelu(at::linear(at::layer_norm(h, {dim}, block.norm2_weight, block.norm2_bias, config.norm_eps),
+                                    block.fc1_weight, block.fc1_bias));
+  auto mlp = at::linear(hidden, block.fc2_weight, block.fc2_bias);
+  if (block.ls2_gamma.defined()) mlp = mlp * block.ls2_gamma;
+  return h + mlp;
+}
+
 at::Tensor VitEncoder::embed(const at::Tensor& images) const {
   const int64_t batch = images.size(0);
-  const int64_t grid = config_.grid_size();
-  const int64_t patch = config_.patch_size;
-  // (B, C, g, P, g, P) -> (B, g, g, C, P, P): row-major patches, each flattened in conv-weight order.
-  auto patches = images.reshape({batch, config_.in_chans, grid, patch, grid, patch})
-                     .permute({0, 2, 4, 1, 3, 5})
-                     .reshape({batch, grid * grid, -1});
-  auto x = at::addmm(weights_.patch_bias, patches.reshape({batch * grid * grid, -1}), patch_matrix_.t())
-               .view({batch, grid * grid, config_.embed_dim});
+  auto x = embed_patches(images, patch_matrix_, weights_.patch_bias, config_.patch_size);
   const auto& pos = weights_.pos_embed;
   if (config_.class_token) {
     auto cls = weights_.cls_token.expand({batch, 1, config_.embed_dim});
@@ -187,42 +228,23 @@ ForwardResult VitEncoder::forward(const at::Tensor& images, const ForwardRequest
     for (int block : request.attention_blocks) last_needed = std::max(last_needed, block);
   }
 
-  const int64_t batch = images.size(0);
-  const int64_t tokens = config_.num_tokens();
-  const int64_t dim = config_.embed_dim;
-  const int64_t heads = config_.num_heads;
-  const int64_t head_dim = config_.head_dim();
-  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
-
   ForwardResult result;
   auto x = embed(images.to(patch_matrix_.device(), dtype_));
   for (int index = 0; index <= last_needed; ++index) {
-    const auto& block = weights_.blocks[index];
-    auto y = at::layer_norm(x, {dim}, block.norm1_weight, block.norm1_bias, config_.norm_eps);
-    auto qkv = at::linear(y, block.qkv_weight, block.qkv_bias)
-                   .view({batch, tokens, 3, heads, head_dim})
-                   .permute({2, 0, 3, 1, 4});
-    auto q = qkv[0] * scale;
-    auto probabilities = at::softmax(at::matmul(q, qkv[1].transpose(-2, -1)), -1);
-    auto context = at::matmul(probabilities, qkv[2]).transpose(1, 2).reshape({batch, tokens, dim});
-    auto branch = at::linear(context, block.proj_weight, block.proj_bias);
-    if (block.ls1_gamma.defined()) branch = branch * block.ls1_gamma;
+    BlockCapture capture;
+    capture.want_attention = wanted(request.attention_blocks, index);
+    capture.want_magnitudes = request.magnitudes;
+    x = run_block(weights_.blocks[index], config_, x, &capture);
     if (request.magnitudes) {
-      result.attention_branch_norms.push_back(at::linalg_vector_norm(branch, 2, {-1}, false, at::kFloat));
-      result.residual_norms.push_back(at::linalg_vector_norm(x, 2, {-1}, false, at::kFloat));
+      result.attention_branch_norms.push_back(capture.branch_norm);
+      result.residual_norms.push_back(capture.residual_norm);
     }
-    if (wanted(request.attention_blocks, index)) result.attention[index] = probabilities;
-    x = x + branch;
-    auto hidden = at::gelu(at::linear(at::layer_norm(x, {dim}, block.norm2_weight, block.norm2_bias, config_.norm_eps),
-                                      block.fc1_weight, block.fc1_bias));
-    auto mlp = at::linear(hidden, block.fc2_weight, block.fc2_bias);
-    if (block.ls2_gamma.defined()) mlp = mlp * block.ls2_gamma;
-    x = x + mlp;
+    if (capture.want_attention) result.attention[index] = capture.attention;
     if (wanted(request.block_outputs, index)) result.block_outputs[index] = x;
   }
   if (request.final_tokens) {
     result.tokens = config_.final_norm
-                        ? at::layer_norm(x, {dim}, weights_.norm_weight, weights_.norm_bias, config_.norm_eps)
+                        ? at::layer_norm(x, {config_.embed_dim}, weights_.norm_weight, weights_.norm_bias, config_.norm_eps)
                         : x;
   }
   return result;

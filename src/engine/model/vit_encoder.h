@@ -3,7 +3,9 @@
 // everything the analyses need (final tokens, block outputs, attention probabilities, magnitudes).
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <map>
+#include <string>
 #include <optional>
 #include <vector>
 
@@ -31,6 +33,10 @@ struct VitWeights {
   at::Tensor norm_weight, norm_bias;
 };
 
+/// Calls `fn` with each tensor slot of `weights` and its timm key ("blocks.3.attn.qkv.weight"); slots a
+/// configuration does not use are passed too, undefined. Used for dtype/device moves and for saving.
+void visit_weights(VitWeights& weights, const std::function<void(const std::string&, at::Tensor&)>& fn);
+
 /// What a caller wants back from one forward pass.
 struct ForwardRequest {
   /// Final tokens (after the final norm when the model has one).
@@ -51,6 +57,25 @@ struct ForwardResult {
   std::vector<at::Tensor> attention_branch_norms;  // per block (B, T)
   std::vector<at::Tensor> residual_norms;          // per block (B, T)
 };
+
+/// What one block can report besides its output.
+struct BlockCapture {
+  at::Tensor attention;           // (B, heads, T, T) when `want_attention`
+  at::Tensor branch_norm;         // (B, T) fp32 when `want_magnitudes`
+  at::Tensor residual_norm;       // (B, T) fp32 when `want_magnitudes`
+  bool want_attention = false;
+  bool want_magnitudes = false;
+};
+
+/// One pre-norm transformer block on tokens (B, T, D): x + ls1 * attn(norm1(x)), then + ls2 * mlp(norm2(.)).
+/// Autograd-friendly (no guards), so training code (pretraining) shares it with inference.
+at::Tensor run_block(const BlockWeights& block, const VitConfig& config, const at::Tensor& x,
+                     BlockCapture* capture = nullptr);
+
+/// Patch embedding of images (B, C, H, W) -> (B, N, D), without position embeddings or prefix tokens.
+/// `patch_matrix` is the patch_embed weight reshaped to (D, C*P*P).
+at::Tensor embed_patches(const at::Tensor& images, const at::Tensor& patch_matrix, const at::Tensor& patch_bias,
+                         int patch_size);
 
 /// A ViT encoder whose weights are fixed at construction, held in the compute dtype.
 class VitEncoder {
