@@ -21,6 +21,10 @@ void add_load_options(CLI::App& app, LoadOptions& options) {
       ->capture_default_str();
   app.add_option("--dtype", options.dtype, "Compute dtype")->capture_default_str()->check(CLI::IsMember({"fp32", "bf16"}));
   app.add_option("--device", options.device, "Device")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--backend", options.backend, "Encoder implementation: auto (fast where built), reference (libtorch), "
+                                               "fast (oneDNN)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "reference", "fast"}));
 }
 
 PreprocessSettings PreprocessFlags::settings() const {

@@ -42,5 +42,6 @@ void apply_threads(int threads);
 
 Subcommand register_inspect(CLI::App& parent);
 Subcommand register_forward(CLI::App& parent);
+Subcommand register_bench(CLI::App& parent);
 
 }  // namespace vitprobe::cli

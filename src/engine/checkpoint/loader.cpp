@@ -343,7 +343,8 @@ LoadedModel load_model(const std::string& file, const LoadOptions& options) {
 
   LoadedModel loaded;
   try {
-    VitEncoder encoder(config, std::move(gathered), dtype);
+    VitEncoder encoder(config, std::move(gathered), dtype,
+                       options.device == "cpu" ? parse_backend(options.backend) : EncoderBackend::Reference);
     loaded.encoder = std::make_shared<const VitEncoder>(options.device == "cpu" ? encoder : encoder.to_device(options.device));
   } catch (const BadInput& error) {
     throw BadInput(file + ": " + error.what());

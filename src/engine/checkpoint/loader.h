@@ -21,6 +21,7 @@ struct LoadOptions {
   int img_size = 0;             // 0: the checkpoint's own; otherwise pos_embed is resampled to this size
   std::string dtype = "fp32";   // fp32 | bf16
   std::string device = "cpu";   // cpu | cuda
+  std::string backend = "auto"; // auto | reference | fast (oneDNN, CPU)
 };
 
 /// What the loader found and did, for `inspect` and for error messages.

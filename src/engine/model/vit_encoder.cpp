@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "common/errors.h"
+#include "model/fast_path.h"
 
 namespace vitprobe {
 namespace {
@@ -118,7 +119,16 @@ void check_weight_shapes(const VitConfig& config, const VitWeights& weights) {
   });
 }
 
-VitEncoder::VitEncoder(VitConfig config, VitWeights weights, at::ScalarType dtype)
+EncoderBackend parse_backend(const std::string& name) {
+  if (name == "auto") return EncoderBackend::Auto;
+  if (name == "reference") return EncoderBackend::Reference;
+  if (name == "fast") return EncoderBackend::Fast;
+  throw BadInput("unknown backend '" + name + "' (expected auto, reference or fast)");
+}
+
+std::string VitEncoder::backend_name() const { return fast_ ? "fast" : "reference"; }
+
+VitEncoder::VitEncoder(VitConfig config, VitWeights weights, at::ScalarType dtype, EncoderBackend backend)
     : config_(std::move(config)), weights_(std::move(weights)), dtype_(dtype) {
   check_weight_shapes(config_, weights_);
   // Convert once here, so a forward never casts weights.
@@ -127,6 +137,12 @@ VitEncoder::VitEncoder(VitConfig config, VitWeights weights, at::ScalarType dtyp
   });
   // The patch embedding runs as one matrix product over unfolded patches (any dtype, no conv kernel needed).
   patch_matrix_ = weights_.patch_weight.reshape({config_.embed_dim, -1}).contiguous();
+  if (backend == EncoderBackend::Fast && !onednn_available()) {
+    throw BadInput("the fast backend needs oneDNN, which this build lacks (use --backend reference)");
+  }
+  if (backend != EncoderBackend::Reference && onednn_available() && patch_matrix_.device().is_cpu()) {
+    fast_ = std::make_shared<const FastEncoderPath>(config_, weights_, dtype_);
+  }
 }
 
 VitEncoder VitEncoder::to_device(const std::string& device) const {
@@ -136,6 +152,7 @@ VitEncoder VitEncoder::to_device(const std::string& device) const {
     if (tensor.defined()) tensor = tensor.to(target);
   });
   moved.patch_matrix_ = patch_matrix_.to(target);
+  if (!target.is_cpu()) moved.fast_.reset();  // the fast path is CPU-only
   return moved;
 }
 
@@ -186,7 +203,8 @@ at::Tensor run_block(const BlockWeights& block, const VitConfig& config, const a
 
 at::Tensor VitEncoder::embed(const at::Tensor& images) const {
   const int64_t batch = images.size(0);
-  auto x = embed_patches(images, patch_matrix_, weights_.patch_bias, config_.patch_size);
+  auto x = fast_ ? fast_->embed_patches(images)
+                 : embed_patches(images, patch_matrix_, weights_.patch_bias, config_.patch_size);
   const auto& pos = weights_.pos_embed;
   if (config_.class_token) {
     auto cls = weights_.cls_token.expand({batch, 1, config_.embed_dim});
@@ -234,7 +252,7 @@ ForwardResult VitEncoder::forward(const at::Tensor& images, const ForwardRequest
     BlockCapture capture;
     capture.want_attention = wanted(request.attention_blocks, index);
     capture.want_magnitudes = request.magnitudes;
-    x = run_block(weights_.blocks[index], config_, x, &capture);
+    x = fast_ ? fast_->run_block(index, x, &capture) : run_block(weights_.blocks[index], config_, x, &capture);
     if (request.magnitudes) {
       result.attention_branch_norms.push_back(capture.branch_norm);
       result.residual_norms.push_back(capture.residual_norm);

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <optional>
 #include <vector>
@@ -77,14 +78,25 @@ at::Tensor run_block(const BlockWeights& block, const VitConfig& config, const a
 at::Tensor embed_patches(const at::Tensor& images, const at::Tensor& patch_matrix, const at::Tensor& patch_bias,
                          int patch_size);
 
+/// Which implementation runs the forward: the libtorch reference, or the oneDNN fast path (CPU).
+enum class EncoderBackend { Auto, Reference, Fast };
+
+/// Parses "auto" / "reference" / "fast"; throws BadInput otherwise.
+EncoderBackend parse_backend(const std::string& name);
+
+class FastEncoderPath;
+
 /// A ViT encoder whose weights are fixed at construction, held in the compute dtype.
 class VitEncoder {
  public:
   /// Takes the weights (fp32, timm layout); checks every shape against `config` and converts once to `dtype`.
-  VitEncoder(VitConfig config, VitWeights weights, at::ScalarType dtype);
+  /// `Auto` picks the fast path when this build has it and the weights are on the CPU.
+  VitEncoder(VitConfig config, VitWeights weights, at::ScalarType dtype, EncoderBackend backend = EncoderBackend::Auto);
 
   const VitConfig& config() const { return config_; }
   at::ScalarType dtype() const { return dtype_; }
+  /// "fast" or "reference": what forward() runs.
+  std::string backend_name() const;
   /// The weights in timm layout, in the compute dtype.
   const VitWeights& weights() const { return weights_; }
 
@@ -101,6 +113,7 @@ class VitEncoder {
   VitConfig config_;
   VitWeights weights_;
   at::Tensor patch_matrix_;  // patch_embed weight as (D, C*P*P), in the compute dtype
+  std::shared_ptr<const FastEncoderPath> fast_;  // null: the reference path
   at::ScalarType dtype_;
 };
 

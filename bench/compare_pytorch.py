@@ -1,0 +1,90 @@
+#!/usr/bin/python3
+"""vitprobe's encoder against PyTorch eager on the same machine, in alternating rounds.
+
+PyTorch side (Debian's python3-torch 1.13): torchvision's VisionTransformer (vit_b_16 / a ViT-S/16 built
+with torchvision's class) in eval mode under no_grad, fp32 and bf16 autocast, all cores. vitprobe side:
+`vitprobe bench --json` with the same architecture, batch and dtype. Each round runs every configuration
+once; the table reports medians over rounds and the ratio vitprobe / PyTorch.
+
+    /usr/bin/python3 bench/compare_pytorch.py --vitprobe build/vitprobe [--arch vit_base_patch16]
+        [--batch 16] [--rounds 3] [--iterations 5] [--json OUT.json]
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+
+import torch
+import torchvision
+
+ARCHS = {  # name -> torchvision VisionTransformer arguments
+    "vit_small_patch16": dict(patch_size=16, num_layers=12, num_heads=6, hidden_dim=384, mlp_dim=1536),
+    "vit_base_patch16": dict(patch_size=16, num_layers=12, num_heads=12, hidden_dim=768, mlp_dim=3072),
+}
+
+
+def pytorch_images_per_s(model, batch, dtype, iterations):
+    images = torch.randn(batch, 3, 224, 224)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=(dtype == "bf16"))
+    with torch.no_grad(), autocast:
+        model(images)  # warm-up
+        seconds = []
+        for _ in range(iterations):
+            start = time.perf_counter()
+            model(images)
+            seconds.append(time.perf_counter() - start)
+    return batch / statistics.median(seconds)
+
+
+def vitprobe_images_per_s(binary, arch, batch, dtype, iterations):
+    command = [binary, "bench", "--arch", arch, "--batch", str(batch), "--dtype", dtype,
+               "--iterations", str(iterations), "--warmup", "1", "--no-attention", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--vitprobe", default="build/vitprobe")
+    parser.add_argument("--arch", default="vit_base_patch16", choices=sorted(ARCHS))
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--dtypes", default="bf16,fp32")
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args()
+
+    torch.set_num_threads(os.cpu_count())
+    model = torchvision.models.VisionTransformer(image_size=224, num_classes=1000, **ARCHS[args.arch]).eval()
+    dtypes = args.dtypes.split(",")
+    figures = {dtype: {"pytorch": [], "vitprobe": [], "gemm_gflops": [], "vitprobe_gflops": []} for dtype in dtypes}
+    for round_index in range(args.rounds):
+        for dtype in dtypes:
+            figures[dtype]["pytorch"].append(pytorch_images_per_s(model, args.batch, dtype, args.iterations))
+            ours = vitprobe_images_per_s(args.vitprobe, args.arch, args.batch, dtype, args.iterations)
+            figures[dtype]["vitprobe"].append(ours["images_per_s"])
+            figures[dtype]["gemm_gflops"].append(ours["gemm_gflops"])
+            figures[dtype]["vitprobe_gflops"].append(ours["gflops"])
+            print(f"round {round_index + 1}/{args.rounds} {dtype}: PyTorch {figures[dtype]['pytorch'][-1]:.1f} img/s, "
+                  f"vitprobe {ours['images_per_s']:.1f} img/s", flush=True)
+
+    print(f"\n{args.arch}, batch {args.batch}, 224 px, {os.cpu_count()} threads, {platform.processor() or platform.machine()}, "
+          f"torch {torch.__version__}, medians of {args.rounds} rounds")
+    print(f"{'dtype':6} {'PyTorch img/s':>14} {'vitprobe img/s':>15} {'ratio':>6} {'GFLOP/s':>8} {'GEMM ceiling':>13} {'of ceiling':>10}")
+    summary = {"arch": args.arch, "batch": args.batch, "threads": os.cpu_count(), "torch": torch.__version__, "rows": {}}
+    for dtype in dtypes:
+        f = {key: statistics.median(values) for key, values in figures[dtype].items()}
+        ratio = f["vitprobe"] / f["pytorch"]
+        print(f"{dtype:6} {f['pytorch']:14.1f} {f['vitprobe']:15.1f} {ratio:5.2f}x {f['vitprobe_gflops']:8.0f} "
+              f"{f['gemm_gflops']:13.0f} {f['vitprobe_gflops'] / f['gemm_gflops']:9.0%}")
+        summary["rows"][dtype] = dict(f, ratio=ratio)
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(summary, out, indent=2)
+
+
+if __name__ == "__main__":
+    main()

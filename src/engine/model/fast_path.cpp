@@ -1,0 +1,68 @@
+#include "model/fast_path.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+namespace vitprobe {
+
+FastEncoderPath::FastEncoderPath(const VitConfig& config, const VitWeights& weights, at::ScalarType dtype)
+    : config_(config),
+      dtype_(dtype),
+      weights_(weights),
+      patch_(weights.patch_weight.reshape({config.embed_dim, -1}), weights.patch_bias, dtype, Activation::None) {
+  for (const auto& block : weights.blocks) {
+    blocks_.push_back({PackedLinear(block.qkv_weight, block.qkv_bias, dtype, Activation::None),
+                       PackedLinear(block.proj_weight, block.proj_bias, dtype, Activation::None),
+                       PackedLinear(block.fc1_weight, block.fc1_bias, dtype, Activation::Gelu),
+                       PackedLinear(block.fc2_weight, block.fc2_bias, dtype, Activation::None)});
+  }
+}
+
+at::Tensor FastEncoderPath::embed_patches(const at::Tensor& images) const {
+  const int64_t batch = images.size(0);
+  const int64_t patch = config_.patch_size;
+  const int64_t grid_h = images.size(2) / patch, grid_w = images.size(3) / patch;
+  auto patches = images.reshape({batch, images.size(1), grid_h, patch, grid_w, patch})
+                     .permute({0, 2, 4, 1, 3, 5})
+                     .reshape({batch * grid_h * grid_w, -1});
+  return patch_(patches).view({batch, grid_h * grid_w, config_.embed_dim});
+}
+
+at::Tensor FastEncoderPath::run_block(int index, const at::Tensor& x, BlockCapture* capture) const {
+  const auto& block = weights_.blocks[index];
+  const auto& packed = blocks_[index];
+  const int64_t batch = x.size(0), tokens = x.size(1), dim = config_.embed_dim;
+  const int64_t heads = config_.num_heads, head_dim = config_.head_dim();
+  const int64_t rows = batch * tokens;
+  const auto flat = x.reshape({rows, dim});
+
+  auto y = at::layer_norm(flat, {dim}, block.norm1_weight, block.norm1_bias, config_.norm_eps);
+  // (B, T, 3, H, hd) -> (3, B, H, T, hd): one copy gives dense q, k, v for the batched products.
+  auto qkv = packed.qkv(y).view({batch, tokens, 3, heads, head_dim}).permute({2, 0, 3, 1, 4}).contiguous();
+  const auto q = qkv[0], k = qkv[1], v = qkv[2];
+  // Scores in fp32 whatever the compute dtype, so the softmax keeps its precision.
+  auto scores = at::empty({batch, heads, tokens, tokens}, x.options().dtype(at::kFloat));
+  batched_matmul(q, k.transpose(-2, -1), scores, static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim))));
+  auto probabilities = at::softmax(scores, -1);
+  if (capture != nullptr && capture->want_attention) capture->attention = probabilities;
+  const auto mixing = dtype_ == at::kFloat ? probabilities : probabilities.to(dtype_);
+  auto context = at::empty({batch, heads, tokens, head_dim}, x.options());
+  batched_matmul(mixing, v, context, 1.0f);
+  context = context.permute({0, 2, 1, 3}).reshape({rows, dim});
+
+  at::Tensor h;
+  if (capture != nullptr && capture->want_magnitudes) {
+    // The branch is needed on its own for its norm: no fused residual here.
+    auto branch = packed.proj(context, {}, block.ls1_gamma);
+    capture->branch_norm = at::linalg_vector_norm(branch, 2, {-1}, false, at::kFloat).view({batch, tokens});
+    capture->residual_norm = at::linalg_vector_norm(flat, 2, {-1}, false, at::kFloat).view({batch, tokens});
+    h = flat + branch;
+  } else {
+    h = packed.proj(context, flat, block.ls1_gamma);
+  }
+  auto hidden = packed.fc1(at::layer_norm(h, {dim}, block.norm2_weight, block.norm2_bias, config_.norm_eps));
+  return packed.fc2(hidden, h, block.ls2_gamma).view({batch, tokens, dim});
+}
+
+}  // namespace vitprobe

@@ -1,0 +1,88 @@
+// The oneDNN fast path against the libtorch reference path on the same random weights.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "kernels/onednn_matmul.h"
+#include "model/random_weights.h"
+#include "model/vit_encoder.h"
+
+namespace vitprobe {
+namespace {
+
+VitConfig small_config(bool layer_scale, int registers) {
+  VitConfig config;
+  config.img_size = 32;
+  config.patch_size = 8;
+  config.embed_dim = 64;
+  config.depth = 3;
+  config.num_heads = 4;
+  config.mlp_hidden_dim = 256;
+  config.layer_scale = layer_scale;
+  config.num_registers = registers;
+  return config;
+}
+
+// Smallest cosine similarity between matching tokens of a and b, (B, T, D).
+double min_token_cosine(const at::Tensor& a, const at::Tensor& b) {
+  return at::cosine_similarity(a.to(at::kDouble), b.to(at::kDouble), -1).min().item<double>();
+}
+
+class FastPathTest : public ::testing::TestWithParam<std::pair<bool, int>> {};
+
+TEST_P(FastPathTest, MatchesReferenceInFp32AndBf16) {
+  if (!onednn_available()) GTEST_FAIL() << "this build has no oneDNN fast path (libdnnl-dev missing?)";
+  const auto [layer_scale, registers] = GetParam();
+  const auto config = small_config(layer_scale, registers);
+  const auto weights = random_vit_weights(config, 7);
+  const VitEncoder reference(config, weights, at::kFloat, EncoderBackend::Reference);
+  const VitEncoder fast(config, weights, at::kFloat, EncoderBackend::Fast);
+  const VitEncoder fast_bf16(config, weights, at::kBFloat16, EncoderBackend::Fast);
+  ASSERT_EQ(fast.backend_name(), "fast");
+  ASSERT_EQ(reference.backend_name(), "reference");
+
+  at::manual_seed(3);
+  const auto images = at::randn({3, 3, 32, 32});
+  ForwardRequest request;
+  request.block_outputs = {0, 2};
+  request.attention_blocks = {0, 1, 2};
+  request.magnitudes = true;
+  const auto expected = reference.forward(images, request);
+  const auto got = fast.forward(images, request);
+
+  EXPECT_LE((got.tokens - expected.tokens).abs().max().item<double>(), 1e-4);
+  for (int block : {0, 2}) {
+    EXPECT_LE((got.block_outputs.at(block) - expected.block_outputs.at(block)).abs().max().item<double>(), 1e-4);
+  }
+  for (int block : {0, 1, 2}) {
+    EXPECT_LE((got.attention.at(block).to(at::kFloat) - expected.attention.at(block)).abs().max().item<double>(), 1e-5);
+    EXPECT_LE((got.attention_branch_norms[block] - expected.attention_branch_norms[block]).abs().max().item<double>(), 1e-4);
+    EXPECT_LE((got.residual_norms[block] - expected.residual_norms[block]).abs().max().item<double>(), 1e-4);
+  }
+  // A plain forward (fused residuals, no captures) gives the same tokens.
+  const auto plain = fast.forward(images, ForwardRequest{});
+  EXPECT_LE((plain.tokens - expected.tokens).abs().max().item<double>(), 1e-4);
+
+  const auto low = fast_bf16.forward(images, ForwardRequest{});
+  EXPECT_GE(min_token_cosine(low.tokens.to(at::kFloat), expected.tokens), 0.999);
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, FastPathTest,
+                         ::testing::Values(std::make_pair(false, 0), std::make_pair(true, 4)));
+
+TEST(PackedLinear, FusesGeluScaleAndResidual) {
+  if (!onednn_available()) GTEST_FAIL() << "this build has no oneDNN fast path";
+  at::manual_seed(1);
+  const auto weight = at::randn({24, 40}), bias = at::randn({24});
+  const auto x = at::randn({10, 40}), residual = at::randn({10, 24}), scale = at::randn({24});
+  const PackedLinear gelu(weight, bias, at::kFloat, Activation::Gelu);
+  const auto expected = residual + scale * at::gelu(at::linear(x, weight, bias));
+  EXPECT_LE((gelu(x, residual, scale) - expected).abs().max().item<double>(), 1e-4);
+  const PackedLinear plain(weight, {}, at::kFloat, Activation::None);
+  EXPECT_LE((plain(x) - at::linear(x, weight)).abs().max().item<double>(), 1e-4);
+  // A second batch size gets its own packed variant.
+  const auto x2 = at::randn({3, 40});
+  EXPECT_LE((plain(x2) - at::linear(x2, weight)).abs().max().item<double>(), 1e-4);
+}
+
+}  // namespace
+}  // namespace vitprobe
