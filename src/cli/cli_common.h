@@ -10,6 +10,10 @@
 #include "checkpoint/loader.h"
 #include "jobs/preprocess_settings.h"
 
+namespace vitprobe {
+struct FeatureOptions;  // jobs/probe_job.h
+}  // namespace vitprobe
+
 namespace vitprobe::cli {
 
 /// A registered subcommand: its parser and the action run after a successful parse.
@@ -42,6 +46,21 @@ void apply_threads(int threads);
 
 Subcommand register_inspect(CLI::App& parent);
 Subcommand register_forward(CLI::App& parent);
+Subcommand register_data(CLI::App& parent);
+Subcommand register_attn_stats(CLI::App& parent);
+Subcommand register_maps(CLI::App& parent);
+Subcommand register_embed(CLI::App& parent);
 Subcommand register_bench(CLI::App& parent);
+Subcommand register_demo(CLI::App& parent);
+Subcommand register_pretrain(CLI::App& parent);
+Subcommand register_probe(CLI::App& parent);
+Subcommand register_evaluate(CLI::App& parent);
+Subcommand register_extract(CLI::App& parent);
+/// Adds --model --data --train-split --val-split --limit --val-limit --limit-seed --block --final-norm --cache-dir
+/// --batch --workers --quiet, the load options (without the --heads alias of --num-heads) and preprocessing
+/// (shared by probe, evaluate and extract; defined in cmd_probe.cpp).
+void add_feature_options(CLI::App& app, FeatureOptions& options, PreprocessFlags& preprocess, std::string& final_norm);
+/// add_load_options with --num-heads only, since --heads names probe heads.
+void add_probe_load_options(CLI::App& app, LoadOptions& options);
 
 }  // namespace vitprobe::cli

@@ -19,7 +19,20 @@ int main(int argc, char** argv) {
   CLI::App app{"vitprobe: how good is a frozen ViT encoder, and where does its information live?", "vitprobe"};
   app.set_version_flag("--version", std::string(VITPROBE_VERSION));
   app.require_subcommand(1);
-  std::vector<cli::Subcommand> subcommands = {cli::register_inspect(app), cli::register_forward(app), cli::register_bench(app)};
+  std::vector<cli::Subcommand> subcommands = {
+      cli::register_inspect(app),
+      cli::register_forward(app),
+      cli::register_data(app),
+      cli::register_attn_stats(app),
+      cli::register_maps(app),
+      cli::register_embed(app),
+      cli::register_bench(app),
+      cli::register_demo(app),
+      cli::register_pretrain(app),
+      cli::register_probe(app),
+      cli::register_evaluate(app),
+      cli::register_extract(app),
+  };
   // CLI11 would only say "a subcommand is required" for a misspelt one: name it.
   if (argc > 1 && argv[1][0] != '-') {
     const std::string name = argv[1];

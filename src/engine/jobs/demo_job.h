@@ -1,0 +1,29 @@
+#pragma once
+// `vitprobe demo`: the paper's comparison on the encoders bundled in models/ — attention statistics of MAE vs
+// DINO (and the supervised ViT-Tiny from ../shared when present), probes with the learning-rate grid on cached
+// features, and a report directory with report.md and a self-contained index.html.
+#include <nlohmann/json_fwd.hpp>
+
+#include <string>
+
+namespace vitprobe {
+
+/// Options of the demo; the CLI fills them.
+struct DemoOptions {
+  std::string models_dir = "models";  // the bundled MAE and DINO encoders
+  std::string shared_dir = "../shared";
+  std::string data = "fashion-mnist";
+  std::string out_dir = "out/demo";
+  bool quick = false;           // a minute-long smoke run: few images, epochs and learning rates
+  int64_t stats_images = 500;   // val images for attention statistics
+  int64_t train_images = 5000;
+  int64_t val_images = 1000;
+  int epochs = 10;
+  std::string heads = "cls,mean,cls+mean,abmilp,ep:8,knn";
+};
+
+/// Runs the demo and writes DIR/report.md, DIR/index.html, DIR/attn-stats/ and DIR/probe-<model>/; returns the
+/// summary (also DIR/demo.json).
+nlohmann::json run_demo(const DemoOptions& options);
+
+}  // namespace vitprobe

@@ -1,0 +1,292 @@
+#include "probe/feature_cache.h"
+
+#include <ATen/ATen.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "common/errors.h"
+#include "common/progress.h"
+#include "io/atomic_file.h"
+#include "probe/file_hash.h"
+
+namespace vitprobe {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// A read-only mapping of a whole file, unmapped when the cache that views it is destroyed.
+struct Mapping {
+  void* address = nullptr;
+  size_t size = 0;
+  ~Mapping() {
+    if (address && size) munmap(address, size);
+  }
+};
+
+constexpr int kCacheFormatVersion = 1;
+
+std::string file_name_of(const std::string& feature) {
+  std::string name = feature;
+  for (char& c : name) {
+    if (c == ':' || c == '/' || c == '+') c = '_';
+  }
+  return name + ".bf16";
+}
+
+nlohmann::json read_manifest(const fs::path& folder) {
+  std::ifstream in(folder / "manifest.json");
+  if (!in) return nullptr;
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw BadInput((folder / "manifest.json").string() + ": not valid JSON (" + e.what() + ")");
+  }
+}
+
+// Appends rows to a temporary file; rename() moves it into place once complete.
+class RowWriter {
+ public:
+  explicit RowWriter(fs::path file)
+      : file_(std::move(file)), temporary_(file_.string() + ".tmp-" + std::to_string(::getpid())) {
+    out_.open(temporary_, std::ios::binary | std::ios::trunc);
+    if (!out_) throw IoError(temporary_.string() + ": cannot create");
+  }
+  ~RowWriter() {
+    if (out_.is_open()) out_.close();
+    std::error_code ignored;
+    if (!done_) fs::remove(temporary_, ignored);
+  }
+  void write(const at::Tensor& rows) {
+    const auto contiguous = rows.cpu().contiguous();
+    out_.write(static_cast<const char*>(contiguous.data_ptr()), static_cast<std::streamsize>(contiguous.nbytes()));
+    if (!out_) throw IoError(temporary_.string() + ": write failed (disk full?)");
+  }
+  void commit() {
+    out_.close();
+    if (!out_) throw IoError(temporary_.string() + ": close failed");
+    std::error_code error;
+    fs::rename(temporary_, file_, error);
+    if (error) throw IoError(file_.string() + ": cannot rename into place: " + error.message());
+    done_ = true;
+  }
+
+ private:
+  fs::path file_, temporary_;
+  std::ofstream out_;
+  bool done_ = false;
+};
+
+}  // namespace
+
+nlohmann::json FeatureCacheKey::to_json() const {
+  return {{"format_version", kCacheFormatVersion},
+          {"model_sha256", model_sha256},
+          {"img_size", img_size},
+          {"dtype", dtype},
+          {"data", data},
+          {"split", split},
+          {"limit", limit},
+          {"limit_seed", limit_seed},
+          {"block", block},
+          {"final_norm", final_norm},
+          {"transform", transform}};
+}
+
+std::string FeatureCacheKey::digest() const { return sha256_hex(to_json().dump()); }
+
+std::string describe_transform(const TransformOptions& options) {
+  const auto& p = options.preprocess;
+  std::ostringstream out;
+  out << (options.preset == TransformPreset::Eval ? "eval" : "train") << " resize=" << p.resize << " crop=" << p.crop
+      << " interpolation=" << (p.interpolation == Interpolation::Bicubic ? "bicubic" : "bilinear") << " mean=" << p.mean[0]
+      << "," << p.mean[1] << "," << p.mean[2] << " std=" << p.std[0] << "," << p.std[1] << "," << p.std[2];
+  return out.str();
+}
+
+namespace {
+
+std::shared_ptr<Mapping> map_file(const std::string& file, size_t expected_bytes) {
+  const int fd = ::open(file.c_str(), O_RDONLY);
+  if (fd < 0) throw IoError(file + ": cannot open cached features");
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) {
+    ::close(fd);
+    throw IoError(file + ": cannot stat");
+  }
+  if (static_cast<size_t>(info.st_size) != expected_bytes) {
+    ::close(fd);
+    throw BadInput(file + ": cached features have " + std::to_string(info.st_size) + " bytes, the manifest says " +
+                   std::to_string(expected_bytes) + " (damaged cache: delete the folder)");
+  }
+  auto mapping = std::make_shared<Mapping>();
+  if (expected_bytes > 0) {
+    mapping->address = ::mmap(nullptr, expected_bytes, PROT_READ, MAP_SHARED, fd, 0);
+    if (mapping->address == MAP_FAILED) {
+      mapping->address = nullptr;
+      ::close(fd);
+      throw IoError(file + ": mmap failed");
+    }
+    mapping->size = expected_bytes;
+  }
+  ::close(fd);
+  return mapping;
+}
+
+}  // namespace
+
+FeatureCache::~FeatureCache() = default;
+
+std::set<std::string> FeatureCache::names() const {
+  std::set<std::string> out;
+  for (const auto& [name, tensor] : features_) out.insert(name);
+  return out;
+}
+
+std::unique_ptr<FeatureCache> FeatureCache::open(const std::string& root, const FeatureCacheKey& key,
+                                                 const std::set<std::string>& names) {
+  const fs::path folder = fs::path(root) / key.digest();
+  const auto manifest = read_manifest(folder);
+  if (manifest.is_null()) return nullptr;
+  if (manifest.value("key", nlohmann::json()) != key.to_json()) {
+    throw BadInput((folder / "manifest.json").string() + ": the stored key does not match its folder name");
+  }
+  const auto& stored = manifest["features"];
+  for (const auto& name : names) {
+    if (!stored.contains(name)) return nullptr;
+  }
+  std::unique_ptr<FeatureCache> cache(new FeatureCache());
+  cache->folder_ = folder.string();
+  cache->num_items_ = manifest["num_items"];
+  cache->num_classes_ = manifest["num_classes"];
+  const auto label_file = (folder / "labels.i64").string();
+  auto label_mapping = map_file(label_file, static_cast<size_t>(cache->num_items_) * sizeof(int64_t));
+  cache->labels_ = at::from_blob(label_mapping->address, {cache->num_items_}, at::kLong).clone();
+  for (const auto& [name, entry] : stored.items()) {
+    std::vector<int64_t> shape = {cache->num_items_};
+    for (const auto& size : entry["row_shape"]) shape.push_back(size.get<int64_t>());
+    int64_t count = 1;
+    for (auto size : shape) count *= size;
+    const auto file = (folder / entry["file"].get<std::string>()).string();
+    auto mapping = map_file(file, static_cast<size_t>(count) * 2);
+    cache->features_[name] = count == 0 ? at::empty(shape, at::kBFloat16)
+                                        : at::from_blob(mapping->address, shape, at::kBFloat16);
+    cache->mappings_.push_back(std::move(mapping));
+  }
+  return cache;
+}
+
+std::unique_ptr<FeatureCache> FeatureCache::build(const std::string& root, const FeatureCacheKey& key,
+                                                  const std::set<std::string>& names, const Dataset& dataset,
+                                                  const ImageTransform& transform, const FeatureExtractor& extractor,
+                                                  LoaderOptions loader_options, bool show_progress) {
+  if (auto cache = open(root, key, names)) return cache;
+  const fs::path folder = fs::path(root) / key.digest();
+  ensure_directory(folder.string());
+  auto manifest = read_manifest(folder);
+  std::set<std::string> missing;
+  for (const auto& name : names) {
+    if (manifest.is_null() || !manifest["features"].contains(name)) missing.insert(name);
+  }
+  const FeatureExtractor pass = extractor.with_names(missing);
+  loader_options.shuffle = false;
+  loader_options.drop_last = false;
+  loader_options.rank = 0;
+  loader_options.world_size = 1;
+  BatchLoader loader(dataset, transform, loader_options);
+  loader.start_epoch(0);
+  std::map<std::string, std::unique_ptr<RowWriter>> writers;
+  std::map<std::string, std::vector<int64_t>> row_shapes;
+  for (const auto& name : missing) writers[name] = std::make_unique<RowWriter>(folder / file_name_of(name));
+  RowWriter label_writer(folder / "labels.i64");
+  ProgressOptions progress_options;
+  progress_options.enabled = show_progress;
+  Progress progress("extract " + key.split, loader.num_items(), progress_options);
+  int64_t expected_index = 0;
+  while (auto batch = loader.next()) {
+    // Rows are stored in dataset order: check that the loader kept it (no item skipped).
+    const auto indices = batch->indices;
+    if (indices.size(0) == 0 || indices[0].item<int64_t>() != expected_index) {
+      throw BadInput(dataset.describe() + ": cached extraction needs every item in order (item " +
+                     std::to_string(expected_index) + " missing)");
+    }
+    expected_index += indices.size(0);
+    const auto features = pass(batch->images);
+    for (const auto& [name, tensor] : features) {
+      row_shapes[name] = tensor.sizes().slice(1).vec();
+      writers[name]->write(tensor.to(at::kBFloat16));
+    }
+    label_writer.write(batch->labels.to(at::kLong));
+    progress.advance(indices.size(0));
+  }
+  progress.finish();
+  if (expected_index != dataset.size()) {
+    throw BadInput(dataset.describe() + ": extraction saw " + std::to_string(expected_index) + " of " +
+                   std::to_string(dataset.size()) + " items");
+  }
+  for (auto& [name, writer] : writers) writer->commit();
+  label_writer.commit();
+  if (manifest.is_null()) {
+    manifest = {{"key", key.to_json()}, {"features", nlohmann::json::object()}};
+  }
+  manifest["num_items"] = dataset.size();
+  manifest["num_classes"] = dataset.num_classes();
+  manifest["class_names"] = dataset.class_names();
+  manifest["dataset"] = dataset.describe();
+  for (const auto& name : missing) {
+    manifest["features"][name] = {{"file", file_name_of(name)}, {"dtype", "bf16"}, {"row_shape", row_shapes[name]}};
+  }
+  write_file_atomically((folder / "manifest.json").string(), [&](std::ostream& out) { out << manifest.dump(2) << "\n"; });
+  auto cache = open(root, key, names);
+  if (!cache) throw IoError(folder.string() + ": cached features cannot be read back");
+  return cache;
+}
+
+FeatureMap FeatureCache::gather(const at::Tensor& indices, const std::set<std::string>& names,
+                                const at::Device& device) const {
+  FeatureMap out;
+  for (const auto& name : names) {
+    const auto found = features_.find(name);
+    if (found == features_.end()) throw BadInput(folder_ + ": feature '" + name + "' is not cached");
+    out[name] = found->second.index_select(0, indices).to(device, at::kFloat);
+  }
+  return out;
+}
+
+CachedFeatures::CachedFeatures(const FeatureCache& cache, std::set<std::string> names, LoaderOptions options,
+                               at::Device device)
+    : cache_(cache), names_(std::move(names)), options_(options), device_(device) {
+  if (options_.batch_size < 1) throw BadInput("batch size " + std::to_string(options_.batch_size) + " must be >= 1");
+  start_epoch(0);
+}
+
+void CachedFeatures::start_epoch(int64_t epoch) {
+  order_ = epoch_order(cache_.size(), options_, epoch);
+  if (options_.drop_last) order_.resize(order_.size() - order_.size() % static_cast<size_t>(options_.batch_size));
+  position_ = 0;
+}
+
+int64_t CachedFeatures::num_batches() const {
+  return (num_items() + options_.batch_size - 1) / options_.batch_size;
+}
+
+std::optional<FeatureBatch> CachedFeatures::next() {
+  if (position_ >= num_items()) return std::nullopt;
+  const int64_t end = std::min<int64_t>(position_ + options_.batch_size, num_items());
+  const auto indices = at::tensor(std::vector<int64_t>(order_.begin() + position_, order_.begin() + end), at::kLong);
+  position_ = end;
+  FeatureBatch batch;
+  batch.features = cache_.gather(indices, names_, device_);
+  batch.labels = cache_.labels().index_select(0, indices).to(device_);
+  batch.indices = indices;
+  return batch;
+}
+
+}  // namespace vitprobe

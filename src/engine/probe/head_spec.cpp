@@ -1,0 +1,202 @@
+#include "probe/head_spec.h"
+
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "common/errors.h"
+
+namespace vitprobe {
+namespace {
+
+const std::map<std::string, HeadKind>& kinds_by_name() {
+  static const std::map<std::string, HeadKind> kinds = {
+      {"cls", HeadKind::Cls},
+      {"mean", HeadKind::Mean},
+      {"cls+mean", HeadKind::ClsMean},
+      {"center", HeadKind::Center},
+      {"cattn", HeadKind::CenterAttention},
+      {"attn-mean", HeadKind::AttentionMean},
+      {"attn-minent", HeadKind::AttentionMinEntropy},
+      {"abmilp", HeadKind::Abmilp},
+      {"ep", HeadKind::EfficientProbing},
+      {"simpool", HeadKind::SimPool},
+      {"mhca", HeadKind::MultiHeadCrossAttention},
+      {"knn", HeadKind::Knn},
+  };
+  return kinds;
+}
+
+std::string trim(const std::string& text) {
+  const auto first = text.find_first_not_of(" \t");
+  if (first == std::string::npos) return "";
+  const auto last = text.find_last_not_of(" \t");
+  return text.substr(first, last - first + 1);
+}
+
+int parse_positive(const std::string& value, const std::string& head) {
+  try {
+    size_t used = 0;
+    const int number = std::stoi(value, &used);
+    if (used == value.size() && number > 0) return number;
+  } catch (const std::exception&) {
+  }
+  throw BadInput("head '" + head + "': expected a positive integer after ':', got '" + value + "'");
+}
+
+void check_choice(const std::string& head, const std::string& key, const std::string& value,
+                  const std::set<std::string>& allowed) {
+  if (allowed.count(value)) return;
+  std::string list;
+  for (const auto& item : allowed) list += (list.empty() ? "" : ", ") + item;
+  throw BadInput("head '" + head + "': " + key + "=" + value + " is not one of " + list);
+}
+
+// key=value pairs of "k=v,k=v"; every key at most once.
+std::map<std::string, std::string> parse_options(const std::string& head, const std::string& text) {
+  std::map<std::string, std::string> options;
+  std::stringstream stream(text);
+  for (std::string item; std::getline(stream, item, ',');) {
+    item = trim(item);
+    const auto equals = item.find('=');
+    if (equals == std::string::npos || equals == 0) {
+      throw BadInput("head '" + head + "': expected key=value options, got '" + item + "'");
+    }
+    const auto key = item.substr(0, equals);
+    if (!options.emplace(key, item.substr(equals + 1)).second) {
+      throw BadInput("head '" + head + "': option '" + key + "' given twice");
+    }
+  }
+  return options;
+}
+
+HeadSpec parse_abmilp(const std::string& text, const std::string& option_text) {
+  HeadSpec spec;
+  spec.kind = HeadKind::Abmilp;
+  for (const auto& [key, value] : parse_options(text, option_text)) {
+    if (key == "depth") {
+      check_choice(text, key, value, {"1", "2"});
+      spec.depth = value == "2" ? 2 : 1;
+    } else if (key == "act") {
+      check_choice(text, key, value, {"tanh", "relu"});
+      spec.act = value;
+    } else if (key == "sa") {
+      check_choice(text, key, value, {"none", "map", "both"});
+      spec.sa = value;
+    } else if (key == "cond") {
+      check_choice(text, key, value, {"none", "pe"});
+      spec.cond = value;
+    } else if (key == "content") {
+      check_choice(text, key, value, {"patch", "all"});
+      spec.content = value;
+    } else {
+      throw BadInput("head '" + text + "': unknown abmilp option '" + key + "' (depth, act, sa, cond, content)");
+    }
+  }
+  // The canonical name lists only what differs from the defaults, in a fixed order.
+  std::string options;
+  const auto add = [&](const std::string& key, const std::string& value, const std::string& fallback) {
+    if (value != fallback) options += (options.empty() ? "" : ",") + key + "=" + value;
+  };
+  add("depth", std::to_string(spec.depth), "1");
+  add("act", spec.act, "relu");
+  add("sa", spec.sa, "none");
+  add("cond", spec.cond, "none");
+  add("content", spec.content, "patch");
+  spec.name = options.empty() ? "abmilp" : "abmilp:" + options;
+  return spec;
+}
+
+}  // namespace
+
+bool HeadSpec::learned_pooling() const {
+  return kind == HeadKind::Abmilp || kind == HeadKind::EfficientProbing || kind == HeadKind::SimPool ||
+         kind == HeadKind::MultiHeadCrossAttention;
+}
+
+bool HeadSpec::needs_attention() const {
+  return kind == HeadKind::CenterAttention || kind == HeadKind::AttentionMean ||
+         kind == HeadKind::AttentionMinEntropy;
+}
+
+std::string head_kind_name(HeadKind kind) {
+  for (const auto& [name, value] : kinds_by_name()) {
+    if (value == kind) return name;
+  }
+  return "?";
+}
+
+HeadSpec parse_head_spec(const std::string& raw) {
+  const std::string text = trim(raw);
+  const auto colon = text.find(':');
+  const std::string word = text.substr(0, colon);
+  const std::string argument = colon == std::string::npos ? "" : text.substr(colon + 1);
+  const auto found = kinds_by_name().find(word);
+  if (found == kinds_by_name().end()) {
+    throw BadInput("unknown head '" + text + "' (known: " + head_syntax_help() + ")");
+  }
+  HeadSpec spec;
+  spec.kind = found->second;
+  switch (spec.kind) {
+    case HeadKind::Center:
+    case HeadKind::CenterAttention:
+    case HeadKind::EfficientProbing:
+      if (argument.empty()) throw BadInput("head '" + text + "': needs a size, e.g. " + word + ":4");
+      spec.size = parse_positive(argument, text);
+      spec.name = word + ":" + std::to_string(spec.size);
+      return spec;
+    case HeadKind::Abmilp:
+      return parse_abmilp(text, argument);
+    case HeadKind::Knn:
+      for (const auto& [key, value] : parse_options(text, argument)) {
+        if (key != "feature") throw BadInput("head '" + text + "': unknown knn option '" + key + "' (feature)");
+        check_choice(text, key, value, {"cls", "mean", "cls+mean"});
+        spec.knn_feature = value;
+      }
+      spec.name = spec.knn_feature == "cls" ? "knn" : "knn:feature=" + spec.knn_feature;
+      return spec;
+    default:
+      if (!argument.empty()) throw BadInput("head '" + text + "': '" + word + "' takes no options");
+      spec.name = word;
+      return spec;
+  }
+}
+
+std::vector<HeadSpec> parse_head_list(const std::string& text) {
+  // Split on ',' and ';'; a comma-separated key=value item belongs to the head before it.
+  std::vector<std::string> items;
+  std::stringstream groups(text);
+  for (std::string group; std::getline(groups, group, ';');) {
+    bool group_start = true;
+    std::stringstream stream(group);
+    for (std::string item; std::getline(stream, item, ',');) {
+      item = trim(item);
+      if (item.empty()) continue;
+      const bool continues = item.find('=') != std::string::npos && item.find(':') == std::string::npos;
+      if (continues) {
+        if (group_start || items.empty()) throw BadInput("--heads '" + text + "': option '" + item + "' has no head");
+        items.back() += "," + item;
+      } else {
+        items.push_back(item);
+      }
+      group_start = false;
+    }
+  }
+  if (items.empty()) throw BadInput("--heads '" + text + "': no head given (known: " + head_syntax_help() + ")");
+  std::vector<HeadSpec> specs;
+  std::set<std::string> seen;
+  for (const auto& item : items) {
+    auto spec = parse_head_spec(item);
+    if (!seen.insert(spec.name).second) throw BadInput("--heads '" + text + "': head '" + spec.name + "' given twice");
+    specs.push_back(std::move(spec));
+  }
+  return specs;
+}
+
+std::string head_syntax_help() {
+  return "cls, mean, cls+mean, center:N, cattn:N, attn-mean, attn-minent, "
+         "abmilp[:depth=1|2,act=relu|tanh,sa=none|map|both,cond=none|pe,content=patch|all], ep:M, simpool, mhca, "
+         "knn[:feature=cls|mean|cls+mean]";
+}
+
+}  // namespace vitprobe

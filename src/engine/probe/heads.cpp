@@ -1,0 +1,155 @@
+#include "probe/heads.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
+
+#include <algorithm>
+#include <sstream>
+
+#include "common/errors.h"
+#include "data/random.h"
+
+namespace vitprobe {
+namespace {
+
+// Seeds of the two independent draws of a head (the pooling, the linear layer).
+constexpr uint64_t kPoolingSeedStream = 11, kLinearSeedStream = 12;
+
+std::string shape_text(at::IntArrayRef shape) {
+  std::ostringstream out;
+  out << "(";
+  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
+  out << ")";
+  return out.str();
+}
+
+const at::Tensor& feature(const FeatureMap& features, const std::string& name, const HeadSpec& spec) {
+  const auto found = features.find(name);
+  if (found == features.end()) throw BadInput("head '" + spec.name + "': feature '" + name + "' missing from the batch");
+  return found->second;
+}
+
+}  // namespace
+
+ProbeHead::ProbeHead(HeadSpec spec, TokenLayout layout, int64_t num_classes, uint64_t seed, const at::Device& device)
+    : spec_(std::move(spec)), layout_(layout), num_classes_(num_classes) {
+  if (!spec_.trainable()) throw BadInput("head '" + spec_.name + "' has nothing to train");
+  if (num_classes_ < 2) throw BadInput("head '" + spec_.name + "': needs at least 2 classes, got " + std::to_string(num_classes_));
+  check_head_fits(spec_, layout_);
+  if (spec_.learned_pooling()) {
+    pooling_ = make_learned_pooling(spec_, layout_, derive_seed(seed, kPoolingSeedStream), device);
+    feature_dim_ = pooling_->output_dim();
+  } else {
+    feature_dim_ = spec_.kind == HeadKind::ClsMean ? 2 * layout_.embed_dim : layout_.embed_dim;
+  }
+  const auto options = at::TensorOptions().dtype(at::kFloat).device(device);
+  auto generator = at::detail::createCPUGenerator(derive_seed(seed, kLinearSeedStream));
+  // timm's trunc_normal_(std=0.01) truncates at +-2 (absolute), i.e. 200 standard deviations: a plain normal.
+  linear_weight_ = at::empty({num_classes_, feature_dim_}, at::kFloat).normal_(0.0, 0.01, generator).to(device);
+  linear_bias_ = at::zeros({num_classes_}, options);
+  running_mean_ = at::zeros({feature_dim_}, options);
+  running_var_ = at::ones({feature_dim_}, options);
+  for (auto& [name, tensor] : parameters()) tensor.requires_grad_(true);
+}
+
+at::Tensor ProbeHead::pool(const FeatureMap& features) const {
+  if (pooling_) {
+    const auto& tokens = feature(features, "tokens", spec_);
+    const auto found = features.find("patches");
+    return pooling_->forward(tokens, found != features.end() ? found->second
+                                                             : tokens.slice(1, layout_.num_prefix_tokens).contiguous());
+  }
+  const auto names = required_features(spec_);
+  if (names.size() == 1) return feature(features, names.front(), spec_);
+  std::vector<at::Tensor> parts;
+  for (const auto& name : names) parts.push_back(feature(features, name, spec_));
+  return at::cat(parts, 1);
+}
+
+at::Tensor ProbeHead::forward(const FeatureMap& features, bool training) {
+  const auto pooled = pool(features);
+  // A distributed run (issue 8) replaces these batch statistics with ones all-reduced over ranks (SyncBN).
+  const auto normalised = at::batch_norm(pooled, {}, {}, running_mean_, running_var_, training, 0.1, 1e-6, false);
+  return at::linear(normalised, linear_weight_, linear_bias_);
+}
+
+std::vector<NamedTensor> ProbeHead::parameters() const {
+  std::vector<NamedTensor> named;
+  if (pooling_) named = pooling_->parameters();
+  named.emplace_back("linear.weight", linear_weight_);
+  named.emplace_back("linear.bias", linear_bias_);
+  return named;
+}
+
+std::vector<NamedTensor> ProbeHead::buffers() const {
+  return {{"bn.running_mean", running_mean_}, {"bn.running_var", running_var_}};
+}
+
+std::vector<NamedTensor> ProbeHead::state() const {
+  auto named = parameters();
+  for (auto& item : buffers()) named.push_back(std::move(item));
+  return named;
+}
+
+void ProbeHead::load_state(const std::map<std::string, at::Tensor>& tensors, const std::string& source) {
+  const auto own = state();
+  for (const auto& [name, tensor] : tensors) {
+    const bool known = std::any_of(own.begin(), own.end(), [&](const NamedTensor& item) { return item.first == name; });
+    if (!known) throw BadInput(source + ": unexpected tensor '" + name + "' for head '" + spec_.name + "'");
+  }
+  at::NoGradGuard no_grad;
+  for (const auto& [name, target] : own) {
+    const auto found = tensors.find(name);
+    if (found == tensors.end()) throw BadInput(source + ": missing tensor '" + name + "' of head '" + spec_.name + "'");
+    if (found->second.sizes() != target.sizes()) {
+      throw BadInput(source + ": tensor '" + name + "' has shape " + shape_text(found->second.sizes()) + ", head '" +
+                     spec_.name + "' expects " + shape_text(target.sizes()));
+    }
+    // The handles are shared with the optimizer: copy in place.
+    at::Tensor(target).copy_(found->second.to(target.device(), at::kFloat));
+  }
+}
+
+int64_t ProbeHead::num_trainable_parameters() const {
+  int64_t count = 0;
+  for (const auto& [name, tensor] : parameters()) count += tensor.numel();
+  return count;
+}
+
+at::Tensor pooling_weights(const ProbeHead& head, const at::Tensor& tokens_in, const at::Tensor& attention) {
+  at::NoGradGuard no_grad;
+  const auto& spec = head.spec();
+  const auto& layout = head.layout();
+  const auto tokens = tokens_in.to(at::kFloat);
+  if (tokens.dim() != 3 || tokens.size(2) != layout.embed_dim ||
+      (tokens.size(1) != layout.num_tokens() && tokens.size(1) != layout.num_patches())) {
+    throw BadInput("pooling_weights: head '" + spec.name + "' expects tokens (B, " + std::to_string(layout.num_tokens()) +
+                   " or " + std::to_string(layout.num_patches()) + ", " + std::to_string(layout.embed_dim) + "), got " +
+                   shape_text(tokens.sizes()));
+  }
+  const int64_t batch = tokens.size(0);
+  switch (spec.kind) {
+    case HeadKind::Mean:
+      return at::full({batch, layout.num_patches()}, 1.0 / layout.num_patches(), tokens.options());
+    case HeadKind::Center:
+      return center_weights(layout, spec.size).to(tokens.device()).unsqueeze(0).expand({batch, -1}).contiguous();
+    case HeadKind::CenterAttention: return central_attention_weights(attention, layout, spec.size);
+    case HeadKind::AttentionMean: return cls_attention_mean_weights(attention, layout);
+    case HeadKind::AttentionMinEntropy: return cls_attention_min_entropy_weights(attention, layout);
+    default: break;
+  }
+  if (!head.learned_pooling()) throw BadInput("pooling_weights: head '" + spec.name + "' weights no patches");
+  if (tokens.size(1) == layout.num_tokens()) {
+    return head.learned_pooling()->pooling_weights(tokens, tokens.slice(1, layout.num_prefix_tokens).contiguous());
+  }
+  // Patch tokens only: the prefix slots are never read by these heads except abmilp content=all.
+  if (spec.kind == HeadKind::Abmilp && spec.content == "all" && layout.num_prefix_tokens > 0) {
+    throw BadInput("pooling_weights: head '" + spec.name + "' reads the prefix tokens; pass all tokens (B, " +
+                   std::to_string(layout.num_tokens()) + ", D)");
+  }
+  const auto padded = at::cat({at::zeros({batch, layout.num_prefix_tokens, layout.embed_dim}, tokens.options()), tokens}, 1);
+  return head.learned_pooling()->pooling_weights(padded, tokens.contiguous());
+}
+
+}  // namespace vitprobe

@@ -1,0 +1,80 @@
+#pragma once
+// A probe head: aggregation -> BatchNorm1d(affine=False, eps=1e-6) -> Linear(num_classes), the MAE linear
+// probing head (main_linprobe.py) with the aggregation in front. Heads are small structs of at::Tensor
+// parameters with explicit forward functions; the trainer owns their optimizers.
+//
+// Parameter and buffer names (as stored in head.safetensors, see probe/head_io.h):
+//   pool.*                          the learned pooling (probe/poolers.h), absent for fixed aggregations
+//   bn.running_mean, bn.running_var (F) float32, the BatchNorm statistics used at evaluation
+//   linear.weight (C, F), linear.bias (C)
+// F is D for every aggregation except cls+mean (2D).
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "probe/features.h"
+#include "probe/head_spec.h"
+#include "probe/poolers.h"
+
+namespace vitprobe {
+
+/// One trainable probe head (any kind but knn).
+class ProbeHead {
+ public:
+  /// A freshly initialised head: the pooling as in PyTorch, linear.weight ~ N(0, 0.01) (MAE's trunc_normal_),
+  /// linear.bias 0, running mean 0 and variance 1; every draw seeded from `seed`. Throws BadInput when the
+  /// encoder cannot feed the head (see check_head_fits) or for knn.
+  ProbeHead(HeadSpec spec, TokenLayout layout, int64_t num_classes, uint64_t seed, const at::Device& device = at::kCPU);
+
+  const HeadSpec& spec() const { return spec_; }
+  const TokenLayout& layout() const { return layout_; }
+  int64_t num_classes() const { return num_classes_; }
+  /// Width F of the aggregated vector fed to BatchNorm.
+  int64_t feature_dim() const { return feature_dim_; }
+
+  /// The aggregated features (B, F) before BatchNorm.
+  at::Tensor pool(const FeatureMap& features) const;
+  /// Logits (B, C). training: BatchNorm uses the batch statistics and updates its running ones
+  /// (momentum 0.1, unbiased variance, as torch.nn.BatchNorm1d); otherwise the running statistics.
+  at::Tensor forward(const FeatureMap& features, bool training);
+
+  /// The learned pooling, or null for fixed aggregations.
+  const LearnedPooling* learned_pooling() const { return pooling_.get(); }
+
+  /// Trainable parameters (requires_grad), pooling first, then linear.weight, linear.bias.
+  std::vector<NamedTensor> parameters() const;
+  /// bn.running_mean, bn.running_var.
+  std::vector<NamedTensor> buffers() const;
+  /// parameters() then buffers(): everything head.safetensors holds.
+  std::vector<NamedTensor> state() const;
+  /// Copies every tensor of state() from `tensors` (extra names are an error, as are missing ones and
+  /// shape mismatches); `source` names the file in messages.
+  void load_state(const std::map<std::string, at::Tensor>& tensors, const std::string& source);
+  /// Number of trainable scalars.
+  int64_t num_trainable_parameters() const;
+
+ private:
+  HeadSpec spec_;
+  TokenLayout layout_;
+  int64_t num_classes_;
+  int64_t feature_dim_;
+  std::unique_ptr<LearnedPooling> pooling_;
+  at::Tensor running_mean_, running_var_;
+  at::Tensor linear_weight_, linear_bias_;
+};
+
+/// Per-patch pooling weights of a head, for overlaying on the image (`vitprobe maps --heads-dir`):
+///   abmilp, simpool -> (B, n_patches); ep:M -> (B, M, n_patches); mhca -> (B, encoder heads, n_patches);
+///   mean -> uniform (B, n_patches); center:N -> the central window (B, n_patches);
+///   cattn:N, attn-mean, attn-minent -> computed from `attention` (B, heads, T, T) of the probed block.
+/// `tokens` are the probed block's tokens as the head was trained on (after the final norm unless the head's
+/// config says final_norm off): all tokens (B, T, D), or the patch tokens alone (B, n_patches, D) for heads
+/// that do not read the prefix tokens. Rows sum to 1. Runs without autograd. Throws BadInput for cls, cls+mean
+/// and knn, which weight no patches.
+at::Tensor pooling_weights(const ProbeHead& head, const at::Tensor& tokens, const at::Tensor& attention = {});
+
+}  // namespace vitprobe

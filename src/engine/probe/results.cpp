@@ -1,0 +1,198 @@
+#include "probe/results.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <sstream>
+
+#include "io/atomic_file.h"
+
+namespace vitprobe {
+namespace {
+
+std::string format_number(double value, const char* format) {
+  char text[64];
+  std::snprintf(text, sizeof text, format, value);
+  return text;
+}
+
+std::pair<double, double> mean_and_std(const std::vector<double>& values) {
+  if (values.empty()) return {0, 0};
+  double sum = 0;
+  for (double v : values) sum += v;
+  const double mean = sum / values.size();
+  double squares = 0;
+  for (double v : values) squares += (v - mean) * (v - mean);
+  return {mean, std::sqrt(squares / values.size())};
+}
+
+}  // namespace
+
+int best_run_index(const ProbeTrainer& trainer, const std::string& head) {
+  int best = -1;
+  const auto& runs = trainer.runs();
+  for (size_t i = 0; i < runs.size(); ++i) {
+    if (runs[i].spec.name != head) continue;
+    if (best < 0 || runs[i].best_top1 > runs[best].best_top1) best = static_cast<int>(i);
+  }
+  return best;
+}
+
+nlohmann::json trained_head_results(const ProbeTrainer& trainer, const std::map<std::string, std::string>& saved) {
+  nlohmann::json heads = nlohmann::json::array();
+  std::vector<std::string> order;
+  for (const auto& run : trainer.runs()) {
+    if (std::find(order.begin(), order.end(), run.spec.name) == order.end()) order.push_back(run.spec.name);
+  }
+  for (const auto& name : order) {
+    nlohmann::json runs = nlohmann::json::array();
+    double seconds = 0;
+    for (const auto& run : trainer.runs()) {
+      if (run.spec.name != name) continue;
+      nlohmann::json val = nlohmann::json::array();
+      for (const auto& m : run.val) val.push_back({{"epoch", m.epoch}, {"top1", m.top1}, {"top5", m.top5}});
+      runs.push_back({{"base_lr", run.base_lr}, {"lr", run.peak_lr}, {"train_loss", run.train_loss}, {"val", val},
+                      {"best_epoch", run.best_epoch}, {"top1", run.best_top1}, {"top5", run.best_top5},
+                      {"seconds", run.seconds}});
+      seconds += run.seconds;
+    }
+    const auto& best = trainer.runs()[best_run_index(trainer, name)];
+    nlohmann::json entry = {{"head", name},
+                            {"type", head_kind_name(best.spec.kind)},
+                            {"trainable_parameters", best.head->num_trainable_parameters()},
+                            {"best_lr", best.base_lr},
+                            {"best_peak_lr", best.peak_lr},
+                            {"best_epoch", best.best_epoch},
+                            {"top1", best.best_top1},
+                            {"top5", best.best_top5},
+                            {"seconds", seconds},
+                            {"runs", runs}};
+    const auto found = saved.find(name);
+    if (found != saved.end()) entry["saved"] = found->second;
+    heads.push_back(entry);
+  }
+  return heads;
+}
+
+nlohmann::json knn_head_results(const HeadSpec& spec, const std::vector<KnnAccuracy>& accuracies, double temperature) {
+  nlohmann::json runs = nlohmann::json::array();
+  const KnnAccuracy* best = nullptr;
+  for (const auto& accuracy : accuracies) {
+    runs.push_back({{"k", accuracy.k}, {"temperature", temperature}, {"top1", accuracy.top1}, {"top5", accuracy.top5}});
+    if (!best || accuracy.top1 > best->top1) best = &accuracy;
+  }
+  return {{"head", spec.name}, {"type", "knn"}, {"trainable_parameters", 0}, {"best_k", best ? best->k : 0},
+          {"top1", best ? best->top1 : 0.0}, {"top5", best ? best->top5 : 0.0}, {"runs", runs}};
+}
+
+nlohmann::json aggregate_seeds(const std::vector<nlohmann::json>& per_seed, const nlohmann::json& config) {
+  nlohmann::json out = {{"format", "vitprobe-probe-results"}, {"version", 1}, {"status", "complete"}, {"config", config}};
+  std::vector<uint64_t> seeds;
+  for (const auto& result : per_seed) seeds.push_back(result.at("seed"));
+  out["seeds"] = seeds;
+  if (!per_seed.empty()) out["versions"] = per_seed.front().value("versions", nlohmann::json::object());
+  nlohmann::json heads = nlohmann::json::array();
+  for (size_t h = 0; per_seed.size() && h < per_seed.front()["heads"].size(); ++h) {
+    const auto& first = per_seed.front()["heads"][h];
+    std::vector<double> top1, top5, seconds;
+    nlohmann::json best_lrs = nlohmann::json::array();
+    for (const auto& result : per_seed) {
+      const auto& head = result["heads"][h];
+      top1.push_back(head["top1"]);
+      top5.push_back(head["top5"]);
+      seconds.push_back(head.value("seconds", 0.0));
+      best_lrs.push_back(head.contains("best_lr") ? head["best_lr"] : head["best_k"]);
+    }
+    const auto [top1_mean, top1_std] = mean_and_std(top1);
+    const auto [top5_mean, top5_std] = mean_and_std(top5);
+    nlohmann::json entry = {{"head", first["head"]}, {"type", first["type"]},
+                            {"trainable_parameters", first["trainable_parameters"]},
+                            {"top1", top1_mean}, {"top1_std", top1_std}, {"top5", top5_mean}, {"top5_std", top5_std},
+                            {"top1_per_seed", top1}, {"top5_per_seed", top5},
+                            {first["type"] == "knn" ? "best_k_per_seed" : "best_lr_per_seed", best_lrs},
+                            {"seconds", mean_and_std(seconds).first}};
+    // Per learning rate (or k): mean and std of that run's best top-1 over seeds.
+    nlohmann::json runs = nlohmann::json::array();
+    for (size_t r = 0; r < first["runs"].size(); ++r) {
+      std::vector<double> values;
+      for (const auto& result : per_seed) values.push_back(result["heads"][h]["runs"][r]["top1"]);
+      const auto [mean, std] = mean_and_std(values);
+      nlohmann::json run = {{"top1", mean}, {"top1_std", std}};
+      if (first["runs"][r].contains("base_lr")) run["base_lr"] = first["runs"][r]["base_lr"];
+      if (first["runs"][r].contains("k")) run["k"] = first["runs"][r]["k"];
+      runs.push_back(run);
+    }
+    entry["runs"] = runs;
+    heads.push_back(entry);
+  }
+  out["heads"] = heads;
+  nlohmann::json per_seed_files = nlohmann::json::array();
+  for (const auto seed : seeds) per_seed_files.push_back("seed-" + std::to_string(seed) + "/results.json");
+  out["per_seed"] = per_seed_files;
+  return out;
+}
+
+std::string results_markdown(const nlohmann::json& results) {
+  std::ostringstream out;
+  const bool aggregated = results.contains("seeds");
+  const auto& config = results["config"];
+  out << "# Probe results\n\n";
+  out << "model `" << config.value("model", "") << "` (sha256 " << config.value("model_sha256", "").substr(0, 12)
+      << "), data `" << config.value("data", "") << "`, block " << config.value("block", -1) << ", final norm "
+      << (config.value("final_norm", true) ? "on" : "off") << ", features " << config.value("features", "") << ", "
+      << config.value("epochs", 0) << " epochs, " << config.value("optimizer", "") << ", effective batch "
+      << config.value("effective_batch", 0);
+  if (aggregated) {
+    out << ", seeds";
+    for (const auto& seed : results["seeds"]) out << " " << seed.get<uint64_t>();
+  } else {
+    out << ", seed " << results.value("seed", 0);
+  }
+  out << "\n\n";
+  if (aggregated) {
+    out << "| head | best lr per seed | top-1 (mean ± std) | top-5 (mean ± std) | trainable parameters | seconds |\n";
+    out << "|---|---|---|---|---|---|\n";
+  } else {
+    out << "| head | best lr | top-1 | top-5 | trainable parameters | seconds |\n";
+    out << "|---|---|---|---|---|---|\n";
+  }
+  for (const auto& head : results["heads"]) {
+    const bool knn = head["type"] == "knn";
+    std::string best;
+    if (aggregated) {
+      for (const auto& value : head[knn ? "best_k_per_seed" : "best_lr_per_seed"]) {
+        best += (best.empty() ? "" : ", ") + (knn ? "k=" + std::to_string(value.get<int>()) : format_number(value, "%g"));
+      }
+    } else {
+      best = knn ? "k=" + std::to_string(head["best_k"].get<int>()) : format_number(head["best_lr"], "%g");
+    }
+    out << "| " << head["head"].get<std::string>() << " | " << best << " | ";
+    if (aggregated) {
+      out << format_number(head["top1"], "%.2f") << " ± " << format_number(head["top1_std"], "%.2f") << " | "
+          << format_number(head["top5"], "%.2f") << " ± " << format_number(head["top5_std"], "%.2f");
+    } else {
+      out << format_number(head["top1"], "%.2f") << " | " << format_number(head["top5"], "%.2f");
+    }
+    out << " | " << head["trainable_parameters"].get<int64_t>() << " | "
+        << format_number(head.value("seconds", 0.0), "%.1f") << " |\n";
+  }
+  if (!aggregated && results.contains("timing")) {
+    const auto& timing = results["timing"];
+    out << "\nseconds: time in each head's forward, backward and updates, summed over its learning rates. Shared: "
+        << format_number(timing.value("extract_seconds", 0.0), "%.1f") << " s feature extraction, "
+        << format_number(timing.value("train_seconds", 0.0), "%.1f") << " s training (all heads, encoder included "
+        << "when online), " << format_number(timing.value("eval_seconds", 0.0), "%.1f") << " s evaluation.\n";
+  }
+  return out.str();
+}
+
+void write_results(const std::string& dir, const nlohmann::json& results) {
+  ensure_directory(dir);
+  const std::filesystem::path folder(dir);
+  write_file_atomically((folder / "results.json").string(), [&](std::ostream& out) { out << results.dump(2) << "\n"; });
+  write_file_atomically((folder / "results.md").string(), [&](std::ostream& out) { out << results_markdown(results); });
+}
+
+}  // namespace vitprobe

@@ -1,0 +1,44 @@
+#pragma once
+// The results of a probe run: results.json (machine-readable, everything) and results.md (one table).
+//
+// results.json of one seed:
+//   {"format": "vitprobe-probe-results", "version": 1, "status": "complete",
+//    "config": {...every option, the model path and SHA-256...}, "seed": S, "versions": {...},
+//    "timing": {"extract_seconds", "train_seconds", "eval_seconds", "epoch_seconds": [...]},
+//    "heads": [{"head", "type", "trainable_parameters", "best_lr", "best_peak_lr", "best_epoch", "top1", "top5",
+//               "seconds", "saved": "heads/<folder>",
+//               "runs": [{"base_lr", "lr", "train_loss": [...per epoch], "val": [{"epoch", "top1", "top5"}],
+//                         "best_epoch", "top1", "top5", "seconds"}]},
+//              {"head": "knn", "type": "knn", "trainable_parameters": 0, "best_k", "top1", "top5",
+//               "runs": [{"k", "temperature", "top1", "top5"}]}]}
+// With several seeds the folder's results.json has "seeds": [...], per head the mean and standard deviation
+// (population, over seeds) of top-1 and top-5 at each seed's best learning rate, and "per_seed" results in
+// seed-S/results.json.
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "probe/knn.h"
+#include "probe/trainer.h"
+
+namespace vitprobe {
+
+/// The "heads" entries of a trained run; `saved` maps a head name to its saved folder (relative).
+nlohmann::json trained_head_results(const ProbeTrainer& trainer, const std::map<std::string, std::string>& saved);
+
+/// The "heads" entry of a k-NN head.
+nlohmann::json knn_head_results(const HeadSpec& spec, const std::vector<KnnAccuracy>& accuracies, double temperature);
+
+/// The index of the best run of `head` in trainer.runs() (highest best top-1, first on ties), -1 if none.
+int best_run_index(const ProbeTrainer& trainer, const std::string& head);
+
+/// Mean and standard deviation over seeds of per-seed results.json documents.
+nlohmann::json aggregate_seeds(const std::vector<nlohmann::json>& per_seed, const nlohmann::json& config);
+
+/// The results.md text of a results.json document (one seed or aggregated).
+std::string results_markdown(const nlohmann::json& results);
+
+/// Writes DIR/results.json and DIR/results.md, atomically.
+void write_results(const std::string& dir, const nlohmann::json& results);
+
+}  // namespace vitprobe

@@ -1,0 +1,238 @@
+#include "probe/trainer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "common/errors.h"
+#include "data/random.h"
+
+namespace vitprobe {
+namespace {
+
+constexpr uint64_t kHeadInitStream = 21;
+constexpr int64_t kGradientBucketElements = 1 << 22;  // 16 MiB of float32 per all-reduce
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::string run_prefix(size_t index) { return "runs/" + std::to_string(index) + "/"; }
+
+// Tensors of `tensors` whose name starts with `prefix`, with the prefix removed.
+std::map<std::string, at::Tensor> with_prefix(const std::map<std::string, at::Tensor>& tensors, const std::string& prefix) {
+  std::map<std::string, at::Tensor> out;
+  for (const auto& [name, tensor] : tensors) {
+    if (name.compare(0, prefix.size(), prefix) == 0) out[name.substr(prefix.size())] = tensor;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<double> default_learning_rate_grid() {
+  return {1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1};
+}
+
+std::string HeadRun::name() const {
+  char text[64];
+  std::snprintf(text, sizeof text, "@%g", base_lr);
+  return spec.name + text;
+}
+
+ProbeTrainer::ProbeTrainer(const std::vector<HeadSpec>& specs, const TokenLayout& layout, int64_t num_classes,
+                           TrainerOptions options, const at::Device& device, Communicator* communicator)
+    : options_(std::move(options)), layout_(layout), device_(device), communicator_(communicator ? communicator : &local_) {
+  if (options_.base_lrs.empty()) throw BadInput("probe: no learning rate given");
+  if (options_.epochs < 1) throw BadInput("probe: --epochs " + std::to_string(options_.epochs) + " must be >= 1");
+  if (options_.accum_iter < 1) throw BadInput("probe: --accum-iter must be >= 1");
+  for (size_t index = 0; index < specs.size(); ++index) {
+    if (!specs[index].trainable()) continue;
+    for (const double base_lr : options_.base_lrs) {
+      if (!(base_lr > 0)) throw BadInput("probe: learning rate " + std::to_string(base_lr) + " must be > 0");
+      HeadRun run;
+      run.spec = specs[index];
+      run.base_lr = base_lr;
+      run.peak_lr = scaled_learning_rate(base_lr, options_.effective_batch());
+      run.head = std::make_unique<ProbeHead>(specs[index], layout, num_classes,
+                                             derive_seed(options_.seed, kHeadInitStream, index), device_);
+      run.optimizer = make_optimizer(options_.optimizer, run.head->parameters());
+      runs_.push_back(std::move(run));
+    }
+  }
+}
+
+std::set<std::string> ProbeTrainer::required_features() const {
+  std::vector<HeadSpec> specs;
+  for (const auto& run : runs_) specs.push_back(run.spec);
+  return vitprobe::required_features(specs);
+}
+
+void ProbeTrainer::step_optimizers(const std::vector<double>& learning_rates) {
+  if (communicator_->world_size() > 1) {
+    // Average the gradients over ranks, a bucket of concatenated gradients per all-reduce.
+    std::vector<at::Tensor> gradients;
+    for (auto& run : runs_) {
+      for (auto& [name, parameter] : run.head->parameters()) {
+        if (!parameter.grad().defined()) parameter.mutable_grad() = at::zeros_like(parameter);
+        gradients.push_back(parameter.grad());
+      }
+    }
+    size_t first = 0;
+    while (first < gradients.size()) {
+      size_t last = first;
+      int64_t elements = 0;
+      std::vector<at::Tensor> flat;
+      while (last < gradients.size() && (elements == 0 || elements + gradients[last].numel() <= kGradientBucketElements)) {
+        elements += gradients[last].numel();
+        flat.push_back(gradients[last].reshape({-1}));
+        ++last;
+      }
+      std::vector<at::Tensor> bucket = {at::cat(flat)};
+      communicator_->all_reduce_sum(bucket);
+      bucket[0].div_(communicator_->world_size());
+      int64_t offset = 0;
+      for (size_t i = first; i < last; ++i) {
+        const auto count = gradients[i].numel();
+        gradients[i].copy_(bucket[0].slice(0, offset, offset + count).view_as(gradients[i]));
+        offset += count;
+      }
+      first = last;
+    }
+  }
+  for (size_t i = 0; i < runs_.size(); ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    runs_[i].optimizer->step(learning_rates[i]);
+    runs_[i].optimizer->zero_grad();
+    runs_[i].seconds += seconds_since(start);
+  }
+}
+
+void ProbeTrainer::train_epoch(FeatureSource& source, int64_t epoch, const std::function<void(int64_t)>& on_batch) {
+  source.start_epoch(epoch);
+  const int64_t n_batches = source.num_batches();
+  if (n_batches == 0) throw BadInput("probe: the training split gives no full batch (fewer items than --batch?)");
+  LearningRateSchedule schedule{options_.warmup_epochs, static_cast<double>(options_.epochs), options_.min_lr};
+  std::vector<double> learning_rates(runs_.size(), 0.0);
+  std::vector<at::Tensor> loss_sums(runs_.size());
+  int64_t batch_index = 0, pending = 0;
+  while (auto batch = source.next()) {
+    add_patch_tokens(batch->features, layout_);
+    if (batch_index % options_.accum_iter == 0) {
+      const double progress = static_cast<double>(epoch) + static_cast<double>(batch_index) / n_batches;
+      for (size_t i = 0; i < runs_.size(); ++i) learning_rates[i] = schedule.at(progress, runs_[i].peak_lr);
+    }
+    for (size_t i = 0; i < runs_.size(); ++i) {
+      const auto start = std::chrono::steady_clock::now();
+      const auto logits = runs_[i].head->forward(batch->features, true);
+      const auto loss = at::cross_entropy_loss(logits, batch->labels);
+      (options_.accum_iter > 1 ? loss / options_.accum_iter : loss).backward();
+      const auto value = loss.detach();
+      loss_sums[i] = loss_sums[i].defined() ? loss_sums[i] + value : value;
+      runs_[i].seconds += seconds_since(start);
+    }
+    ++batch_index;
+    if (++pending == options_.accum_iter) {
+      step_optimizers(learning_rates);
+      pending = 0;
+    }
+    if (on_batch) on_batch(batch->labels.size(0));
+  }
+  // A last, partial accumulation window still updates (MAE would carry its gradients into the next epoch).
+  if (pending > 0) step_optimizers(learning_rates);
+  std::vector<at::Tensor> means;
+  for (auto& sum : loss_sums) means.push_back(sum.defined() ? (sum / batch_index).reshape({1}).to(at::kDouble) : at::zeros({1}, at::kDouble));
+  communicator_->all_reduce_sum(means);
+  for (size_t i = 0; i < runs_.size(); ++i) {
+    runs_[i].train_loss.push_back(means[i].item<double>() / communicator_->world_size());
+  }
+}
+
+void ProbeTrainer::evaluate(FeatureSource& source, int64_t epoch, const std::function<void(int64_t)>& on_batch) {
+  at::NoGradGuard no_grad;
+  source.start_epoch(0);
+  std::vector<at::Tensor> counts(runs_.size());  // (correct top-1, correct top-5, items) per run
+  for (auto& count : counts) count = at::zeros({3}, at::TensorOptions().dtype(at::kLong).device(device_));
+  while (auto batch = source.next()) {
+    add_patch_tokens(batch->features, layout_);
+    const auto labels = batch->labels.unsqueeze(1);
+    for (size_t i = 0; i < runs_.size(); ++i) {
+      const auto logits = runs_[i].head->forward(batch->features, false);
+      const auto top = std::get<1>(logits.topk(std::min<int64_t>(5, logits.size(1)), 1, true, true));
+      const auto hits = top.eq(labels);
+      counts[i] += at::stack({hits.select(1, 0).sum(), hits.any(1).sum(), at::scalar_tensor(labels.size(0), at::kLong).to(device_)});
+    }
+    if (on_batch) on_batch(batch->labels.size(0));
+  }
+  communicator_->all_reduce_sum(counts);
+  for (size_t i = 0; i < runs_.size(); ++i) {
+    auto& run = runs_[i];
+    const auto values = counts[i].cpu();
+    const double items = std::max<double>(1.0, static_cast<double>(values[2].item<int64_t>()));
+    EpochMetrics metrics{epoch, 100.0 * values[0].item<int64_t>() / items, 100.0 * values[1].item<int64_t>() / items};
+    run.val.push_back(metrics);
+    if (metrics.top1 > run.best_top1) {
+      run.best_top1 = metrics.top1;
+      run.best_top5 = metrics.top5;
+      run.best_epoch = epoch;
+      run.best_state.clear();
+      for (const auto& [name, tensor] : run.head->state()) run.best_state.emplace_back(name, tensor.detach().cpu().clone());
+    }
+  }
+}
+
+std::vector<NamedTensor> ProbeTrainer::checkpoint_tensors() const {
+  std::vector<NamedTensor> tensors;
+  for (size_t i = 0; i < runs_.size(); ++i) {
+    const auto prefix = run_prefix(i);
+    for (const auto& [name, tensor] : runs_[i].head->state()) tensors.emplace_back(prefix + "head/" + name, tensor.detach().cpu());
+    for (const auto& [name, tensor] : runs_[i].optimizer->state()) tensors.emplace_back(prefix + "optimizer/" + name, tensor.cpu());
+    for (const auto& [name, tensor] : runs_[i].best_state) tensors.emplace_back(prefix + "best/" + name, tensor);
+  }
+  return tensors;
+}
+
+nlohmann::json ProbeTrainer::checkpoint_metadata() const {
+  nlohmann::json runs = nlohmann::json::array();
+  for (const auto& run : runs_) {
+    nlohmann::json val = nlohmann::json::array();
+    for (const auto& metrics : run.val) val.push_back({{"epoch", metrics.epoch}, {"top1", metrics.top1}, {"top5", metrics.top5}});
+    runs.push_back({{"head", run.spec.name}, {"base_lr", run.base_lr}, {"train_loss", run.train_loss}, {"val", val},
+                    {"best_epoch", run.best_epoch}, {"best_top1", run.best_top1}, {"best_top5", run.best_top5},
+                    {"seconds", run.seconds}});
+  }
+  return {{"runs", runs}};
+}
+
+void ProbeTrainer::restore(const std::map<std::string, at::Tensor>& tensors, const nlohmann::json& metadata,
+                           const std::string& source) {
+  const auto& runs = metadata.at("runs");
+  if (runs.size() != runs_.size()) {
+    throw BadInput(source + ": holds " + std::to_string(runs.size()) + " (head, lr) pairs, this run has " +
+                   std::to_string(runs_.size()));
+  }
+  for (size_t i = 0; i < runs_.size(); ++i) {
+    auto& run = runs_[i];
+    const auto& saved = runs[i];
+    if (saved.at("head").get<std::string>() != run.spec.name || saved.at("base_lr").get<double>() != run.base_lr) {
+      throw BadInput(source + ": pair " + std::to_string(i) + " is " + saved.at("head").get<std::string>() +
+                     ", this run has " + run.name());
+    }
+    const auto prefix = run_prefix(i);
+    run.head->load_state(with_prefix(tensors, prefix + "head/"), source);
+    run.optimizer->load_state(with_prefix(tensors, prefix + "optimizer/"), source);
+    run.best_state.clear();
+    for (const auto& [name, tensor] : with_prefix(tensors, prefix + "best/")) run.best_state.emplace_back(name, tensor.clone());
+    run.train_loss = saved.at("train_loss").get<std::vector<double>>();
+    run.val.clear();
+    for (const auto& item : saved.at("val")) run.val.push_back({item.at("epoch"), item.at("top1"), item.at("top5")});
+    run.best_epoch = saved.at("best_epoch");
+    run.best_top1 = saved.at("best_top1");
+    run.best_top5 = saved.at("best_top5");
+    run.seconds = saved.at("seconds");
+  }
+}
+
+}  // namespace vitprobe

@@ -1,0 +1,192 @@
+#include "stats/attention_statistics.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+#include "common/errors.h"
+
+namespace vitprobe {
+namespace {
+
+// The constant of the official code, added to every denominator and inside the entropy's logarithm.
+constexpr double kEpsilon = 1e-6;
+
+const char* kAttention = "attention";
+const char* kEntropy = "entropy (nats)";
+const char* kNormRatio = "norm ratio";
+
+std::string shape_text(at::IntArrayRef shape) {
+  std::string text = "(";
+  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + ")";
+}
+
+// Merges a batch's (count, mean, m2) into running moments (Chan, Golub & LeVeque's parallel update).
+void merge(at::Tensor& mean, at::Tensor& m2, int64_t count, const at::Tensor& values) {
+  const int64_t batch = values.size(0);
+  const auto batch_mean = values.mean(0);
+  const auto batch_m2 = (values - batch_mean).pow(2).sum(0);
+  if (count == 0) {
+    mean = batch_mean;
+    m2 = batch_m2;
+    return;
+  }
+  const double total = static_cast<double>(count + batch);
+  const auto delta = batch_mean - mean;
+  mean = mean + delta * (static_cast<double>(batch) / total);
+  m2 = m2 + batch_m2 + delta.pow(2) * (static_cast<double>(count) * static_cast<double>(batch) / total);
+}
+
+MeanStd moments_at(const at::Tensor& mean, const at::Tensor& m2, int64_t index, int64_t count) {
+  const double variance = std::max(0.0, m2[index].item<double>() / static_cast<double>(count));
+  return {mean[index].item<double>(), std::sqrt(variance)};
+}
+
+}  // namespace
+
+std::vector<StatisticInfo> all_statistics() {
+  // name, per head, unit, needs [cls], needs registers
+  return {{"cls_cls_attention", true, kAttention, true, false},
+          {"pos_self_attention", true, kAttention, false, false},
+          {"cls_cls_attention_adj_for_cls", true, kAttention, true, false},
+          {"pos_self_attention_adj_for_cls", true, kAttention, false, false},
+          {"cls_pos_attention", true, kAttention, true, false},
+          {"pos_cls_attention", true, kAttention, true, false},
+          {"cls_pos_entropy", true, kEntropy, true, false},
+          {"pos_pos_entropy", true, kEntropy, false, false},
+          {"cls_magnitude", false, kNormRatio, true, false},
+          {"pos_magnitude", false, kNormRatio, false, false},
+          {"cls_reg_attention", true, kAttention, true, true},
+          {"pos_reg_attention", true, kAttention, false, true},
+          {"reg_self_attention", true, kAttention, false, true},
+          {"reg_magnitude", false, kNormRatio, false, true}};
+}
+
+std::vector<StatisticInfo> statistics_for(const TokenLayout& layout) {
+  std::vector<StatisticInfo> chosen;
+  for (const auto& info : all_statistics()) {
+    if (info.needs_class_token && !layout.class_token) continue;
+    if (info.needs_registers && layout.num_registers == 0) continue;
+    chosen.push_back(info);
+  }
+  return chosen;
+}
+
+BlockStatistics compute_block_statistics(const at::Tensor& attention, const at::Tensor& branch_norms,
+                                         const at::Tensor& residual_norms, const TokenLayout& layout) {
+  const int64_t n_tokens = layout.num_tokens();
+  if (layout.num_patches <= 0) throw BadInput("attention statistics: the layout has no patch tokens");
+  if (attention.dim() != 4 || attention.size(2) != n_tokens || attention.size(3) != n_tokens) {
+    throw BadInput("attention statistics: attention has shape " + shape_text(attention.sizes()) +
+                   ", expected (B, heads, " + std::to_string(n_tokens) + ", " + std::to_string(n_tokens) + ")");
+  }
+  const int64_t batch = attention.size(0);
+  for (const at::Tensor* norms : {&branch_norms, &residual_norms}) {
+    if (norms->dim() != 2 || norms->size(0) != batch || norms->size(1) != n_tokens) {
+      throw BadInput("attention statistics: norms have shape " + shape_text(norms->sizes()) + ", expected (" +
+                     std::to_string(batch) + ", " + std::to_string(n_tokens) + ")");
+    }
+  }
+  const auto a = attention.to(at::kCPU, at::kDouble);
+  const int64_t first_patch = layout.first_patch(), n_patches = layout.num_patches;
+  const int64_t first_register = layout.first_register(), n_registers = layout.num_registers;
+
+  // Attention each row gives to the patches, the rows renormalised over patches, and their entropies.
+  const auto to_patches = a.narrow(3, first_patch, n_patches);                    // (B, H, T, P)
+  const auto patch_sum = to_patches.sum(-1);                                      // (B, H, T)
+  const auto over_patches = to_patches / (patch_sum.unsqueeze(-1) + kEpsilon);
+  const auto entropy = -(over_patches * (over_patches + kEpsilon).log()).sum(-1);  // (B, H, T)
+  const auto self = a.diagonal(0, 2, 3);                                           // (B, H, T)
+  const auto ratio = branch_norms.to(at::kCPU, at::kDouble) / (residual_norms.to(at::kCPU, at::kDouble) + kEpsilon);
+
+  BlockStatistics out;
+  const auto patch_self = self.narrow(2, first_patch, n_patches);
+  out["pos_self_attention"] = patch_self.mean(-1);
+  out["pos_self_attention_adj_for_cls"] = (patch_self / (patch_sum.narrow(2, first_patch, n_patches) + kEpsilon)).mean(-1);
+  out["pos_pos_entropy"] = entropy.narrow(2, first_patch, n_patches).mean(-1);
+  out["pos_magnitude"] = ratio.narrow(1, first_patch, n_patches).mean(-1);
+  if (layout.class_token) {
+    const auto cls_row = a.select(2, 0);  // (B, H, T)
+    out["cls_cls_attention"] = cls_row.select(2, 0);
+    out["cls_cls_attention_adj_for_cls"] = cls_row.select(2, 0) / (patch_sum.select(2, 0) + kEpsilon);
+    out["cls_pos_attention"] = cls_row.narrow(2, first_patch, n_patches).mean(-1);
+    out["pos_cls_attention"] = a.select(3, 0).narrow(2, first_patch, n_patches).mean(-1);
+    out["cls_pos_entropy"] = entropy.select(2, 0);
+    out["cls_magnitude"] = ratio.select(1, 0);
+  }
+  if (n_registers > 0) {
+    const auto to_registers = a.narrow(3, first_register, n_registers).sum(-1);  // (B, H, T)
+    if (layout.class_token) out["cls_reg_attention"] = to_registers.select(2, 0);
+    out["pos_reg_attention"] = to_registers.narrow(2, first_patch, n_patches).mean(-1);
+    out["reg_self_attention"] = self.narrow(2, first_register, n_registers).mean(-1);
+    out["reg_magnitude"] = ratio.narrow(1, first_register, n_registers).mean(-1);
+  }
+  return out;
+}
+
+StatisticsAccumulator::StatisticsAccumulator(TokenLayout layout, int depth, int num_heads)
+    : layout_(layout), depth_(depth), num_heads_(num_heads), statistics_(statistics_for(layout)) {
+  if (depth <= 0 || num_heads <= 0) {
+    throw BadInput("attention statistics: depth " + std::to_string(depth) + " and heads " + std::to_string(num_heads) +
+                   " must be positive");
+  }
+  count_.assign(static_cast<size_t>(depth), 0);
+  for (const auto& info : statistics_) {
+    if (info.per_head) heads_[info.name].resize(static_cast<size_t>(depth));
+    means_[info.name].resize(static_cast<size_t>(depth));
+  }
+}
+
+void StatisticsAccumulator::add(int block, const BlockStatistics& values) {
+  if (block < 0 || block >= depth_) throw BadInput("attention statistics: no block " + std::to_string(block));
+  int64_t batch = -1;
+  const auto index = static_cast<size_t>(block);
+  for (const auto& info : statistics_) {
+    const auto found = values.find(info.name);
+    if (found == values.end()) throw BadInput("attention statistics: block values lack " + info.name);
+    const auto& value = found->second;
+    if (batch < 0) batch = value.size(0);
+    if (value.size(0) != batch) throw BadInput("attention statistics: " + info.name + " has a different batch size");
+    if (info.per_head) {
+      if (value.dim() != 2 || value.size(1) != num_heads_) {
+        throw BadInput("attention statistics: " + info.name + " has shape " + shape_text(value.sizes()) +
+                       ", expected (B, " + std::to_string(num_heads_) + ")");
+      }
+      auto& head = heads_[info.name][index];
+      merge(head.mean, head.m2, count_[index], value);
+      auto& mean = means_[info.name][index];
+      merge(mean.mean, mean.m2, count_[index], value.mean(1, /*keepdim=*/true));
+    } else {
+      auto& mean = means_[info.name][index];
+      merge(mean.mean, mean.m2, count_[index], value.reshape({batch, 1}));
+    }
+  }
+  if (batch > 0) count_[index] += batch;
+}
+
+std::map<std::string, StatisticSummary> StatisticsAccumulator::summarize() const {
+  if (num_images() == 0) throw BadInput("attention statistics: no images were processed");
+  for (int64_t count : count_) {
+    if (count != num_images()) throw BadInput("attention statistics: blocks saw different numbers of images");
+  }
+  std::map<std::string, StatisticSummary> summaries;
+  for (const auto& info : statistics_) {
+    StatisticSummary summary;
+    for (int block = 0; block < depth_; ++block) {
+      const auto index = static_cast<size_t>(block);
+      const auto& mean = means_.at(info.name)[index];
+      summary.head_mean.push_back(moments_at(mean.mean, mean.m2, 0, count_[index]));
+      if (info.per_head) {
+        const auto& head = heads_.at(info.name)[index];
+        std::vector<MeanStd> heads;
+        for (int h = 0; h < num_heads_; ++h) heads.push_back(moments_at(head.mean, head.m2, h, count_[index]));
+        summary.per_head.push_back(heads);
+      }
+    }
+    summaries[info.name] = summary;
+  }
+  return summaries;
+}
+
+}  // namespace vitprobe

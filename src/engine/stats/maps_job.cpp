@@ -1,0 +1,192 @@
+#include "stats/maps_job.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "common/errors.h"
+#include "image/transforms.h"
+#include "io/atomic_file.h"
+#include "io/npy.h"
+#include "report/image_grid.h"
+#include "stats/dataset_pass.h"
+#include "stats/pooling_maps.h"
+
+namespace vitprobe {
+namespace {
+
+constexpr int64_t kImagesPerForward = 8;
+constexpr int kMaxColumns = 7;
+
+std::vector<std::string> read_class_names(const std::string& file) {
+  std::vector<std::string> names;
+  if (file.empty()) return names;
+  std::ifstream in(file);
+  if (!in) throw IoError(file + ": cannot open class names");
+  for (std::string line; std::getline(in, line);) names.push_back(line);
+  return names;
+}
+
+// Output names: the input's stem, numbered when two inputs share one.
+std::vector<std::string> output_names(const std::vector<std::string>& inputs) {
+  std::map<std::string, int> seen;
+  std::vector<std::string> names;
+  for (const auto& input : inputs) {
+    const std::string stem = std::filesystem::path(input).stem().string();
+    const int count = seen[stem]++;
+    names.push_back(count == 0 ? stem + ".png" : stem + "-" + std::to_string(count + 1) + ".png");
+  }
+  return names;
+}
+
+// Entropy (nats) of a map renormalised to sum 1, the selectivity measure of the paper's statistics.
+double entropy(const at::Tensor& map) {
+  const auto p = map.to(at::kDouble) / (map.to(at::kDouble).sum() + 1e-6);
+  return -(p * (p + 1e-6).log()).sum().item<double>();
+}
+
+// One map (grid x grid) upsampled bilinearly to size x size, scaled to [0, 1] by its own min and max.
+std::vector<float> heat_values(const at::Tensor& map, int grid, int size) {
+  auto upsampled = at::upsample_bilinear2d(map.to(at::kFloat).reshape({1, 1, grid, grid}), {size, size}, false)
+                       .reshape({size, size});
+  const float low = upsampled.min().item<float>(), high = upsampled.max().item<float>();
+  upsampled = high > low ? (upsampled - low) / (high - low) : at::zeros_like(upsampled);
+  upsampled = upsampled.contiguous();
+  return std::vector<float>(upsampled.data_ptr<float>(), upsampled.data_ptr<float>() + upsampled.numel());
+}
+
+std::string percent(double probability) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f%%", 100.0 * probability);
+  return text;
+}
+
+int balanced_columns(int n_tiles, int requested) {
+  if (requested > 0) return requested;
+  const int rows = (n_tiles + kMaxColumns - 1) / kMaxColumns;
+  return (n_tiles + rows - 1) / rows;
+}
+
+}  // namespace
+
+at::Tensor patch_attention_maps(const at::Tensor& attention, bool class_token, int num_registers) {
+  const int64_t first_patch = (class_token ? 1 : 0) + num_registers;
+  const int64_t n_patches = attention.size(3) - first_patch;
+  if (class_token) return attention.select(2, 0).narrow(2, first_patch, n_patches);
+  return attention.narrow(2, first_patch, n_patches).narrow(3, first_patch, n_patches).mean(2);
+}
+
+nlohmann::json run_maps_job(const MapsOptions& options) {
+  if (options.out_dir.empty()) throw BadInput("--out is required");
+  if (options.inputs.empty()) throw BadInput("--input is required (one or more image files)");
+  if (!(options.alpha >= 0 && options.alpha <= 1)) throw BadInput("--alpha " + std::to_string(options.alpha) + ": must be in [0, 1]");
+  const ColorMap color_map = parse_color_map(options.color_map);
+  const LoadedModel model = load_model(options.model, options.load);
+  const auto& config = model.encoder->config();
+  if (!options.heads_dir.empty()) load_pooling_heads(options.heads_dir, config);
+  const int block = options.block < 0 ? config.depth + options.block : options.block;
+  if (block < 0 || block >= config.depth) {
+    throw BadInput("--block " + std::to_string(options.block) + ": the model has " + std::to_string(config.depth) + " blocks");
+  }
+  const auto preprocess = model_preprocess(model, options.preprocess);
+  const auto class_names = read_class_names(options.class_names);
+  const int grid = config.grid_size(), size = preprocess.crop;
+  const std::string what = config.class_token ? "[cls] attention" : "attention received from patches (no [cls])";
+
+  ForwardRequest request;
+  request.final_tokens = model.classifier.has_value();
+  request.attention_blocks = {block};
+  const auto names = output_names(options.inputs);
+  std::vector<ImageGrid> grids;
+  std::vector<at::Tensor> all_maps;
+  nlohmann::json images = nlohmann::json::array();
+  for (size_t start = 0; start < options.inputs.size(); start += kImagesPerForward) {
+    const size_t end = std::min(options.inputs.size(), start + kImagesPerForward);
+    std::vector<ImageU8> crops;
+    std::vector<at::Tensor> tensors;
+    for (size_t i = start; i < end; ++i) {
+      const ImageU8 resized = resize_shorter_side(decode_image(options.inputs[i]), preprocess.resize, preprocess.interpolation);
+      crops.push_back(center_crop(resized, preprocess.crop));
+      tensors.push_back(to_normalized_tensor(crops.back(), preprocess.mean, preprocess.std));
+    }
+    const ForwardResult result = model.encoder->forward(at::stack(tensors), request);
+    const auto maps = patch_attention_maps(result.attention.at(block).to(at::kCPU, at::kFloat), config.class_token,
+                                           config.num_registers);  // (B, heads, P)
+    all_maps.push_back(maps.reshape({maps.size(0), maps.size(1), grid, grid}));
+    at::Tensor probabilities;
+    if (model.classifier) {
+      const auto cls = result.tokens.select(1, 0).to(at::kCPU, at::kFloat);
+      probabilities = at::softmax(at::linear(cls, model.classifier->weight, model.classifier->bias), -1);
+    }
+
+    for (size_t i = start; i < end; ++i) {
+      const int64_t row = static_cast<int64_t>(i - start);
+      const auto& crop = crops[static_cast<size_t>(row)];
+      const auto image_maps = maps[row];
+      ImageGrid image_grid;
+      image_grid.tile_size = size;
+      image_grid.color_bar = color_map;
+      image_grid.color_bar_label = what + " of block " + std::to_string(block) + ", each map scaled to its own range";
+      image_grid.tiles.push_back({"image (" + std::to_string(size) + "x" + std::to_string(size) + " crop)", crop});
+      const auto mean_map = image_maps.mean(0);
+      char caption[96];
+      std::snprintf(caption, sizeof caption, "mean of %d heads  H=%.2f", config.num_heads, entropy(mean_map));
+      image_grid.tiles.push_back({caption, overlay_heat_map(crop, heat_values(mean_map, grid, size), color_map, options.alpha)});
+      nlohmann::json head_entropy = nlohmann::json::array();
+      for (int head = 0; head < config.num_heads; ++head) {
+        const double h = entropy(image_maps[head]);
+        head_entropy.push_back(h);
+        std::snprintf(caption, sizeof caption, "head %d  H=%.2f", head, h);
+        image_grid.tiles.push_back(
+            {caption, overlay_heat_map(crop, heat_values(image_maps[head], grid, size), color_map, options.alpha)});
+      }
+      image_grid.columns = balanced_columns(static_cast<int>(image_grid.tiles.size()), options.columns);
+      const std::string input_name = std::filesystem::path(options.inputs[i]).filename().string();
+      image_grid.title = input_name + ": block " + std::to_string(block) + " " + what;
+      nlohmann::json entry = {{"input", options.inputs[i]}, {"file", names[i]}, {"mean_entropy", entropy(mean_map)},
+                              {"head_entropy", head_entropy}};
+      if (probabilities.defined()) {
+        const int64_t top = probabilities[row].argmax().item<int64_t>();
+        const double probability = probabilities[row][top].item<double>();
+        const std::string name = top < static_cast<int64_t>(class_names.size()) ? class_names[static_cast<size_t>(top)]
+                                                                                 : "class " + std::to_string(top);
+        image_grid.title += "; top-1: " + name + " (" + percent(probability) + ")";
+        entry["top1"] = {{"index", top}, {"name", name}, {"prob", probability}};
+      }
+      const auto [width, height] = image_grid_size(image_grid);
+      entry["width"] = width;
+      entry["height"] = height;
+      images.push_back(entry);
+      grids.push_back(std::move(image_grid));
+    }
+  }
+
+  nlohmann::json summary = {{"command", "maps"},
+                            {"model", options.model},
+                            {"source", model.report.source},
+                            {"dtype", options.load.dtype},
+                            {"block", block},
+                            {"map", what},
+                            {"num_heads", config.num_heads},
+                            {"grid_size", grid},
+                            {"crop", size},
+                            {"color_map", options.color_map},
+                            {"alpha", options.alpha},
+                            {"images", images},
+                            {"files", {"maps.json", "cls_attention.npy"}}};
+  for (const auto& name : names) summary["files"].push_back(name);
+
+  ensure_directory(options.out_dir);
+  const std::filesystem::path out(options.out_dir);
+  for (size_t i = 0; i < grids.size(); ++i) write_image_grid_png(grids[i], (out / names[i]).string());
+  write_npy((out / "cls_attention.npy").string(), at::cat(all_maps).contiguous());
+  write_file_atomically((out / "maps.json").string(), [&](std::ostream& stream) { stream << summary.dump(1) << "\n"; });
+  return summary;
+}
+
+}  // namespace vitprobe

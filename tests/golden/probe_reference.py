@@ -1,0 +1,422 @@
+"""PyTorch references for the probe heads, optimizers and schedule, then the C++ side checked against them.
+
+Usage: probe_reference.py UNIT_TEST_BINARY OUTDIR
+
+Writes OUTDIR/cases.json and, per case, .npy files: the inputs (tokens, attention, labels), the initial head
+state, and what one training-mode step must give (logits, loss, every parameter gradient, the BatchNorm
+running statistics, the pooling weights). For the optimizers: 10 steps of LARS (the official MAE
+util/lars.py, restated below), SGD and AdamW (torch.optim) under MAE's warm-up + half-cosine schedule
+(util/lr_sched.py), with the learning rate and every parameter after each step. Then runs the unit-test
+binary's ProbeReference.* tests with VITPROBE_PROBE_REFERENCES=OUTDIR; they compare within 1e-5 (float32).
+
+The heads are written here in the official modules' natural form (beyond_cls ABMILPHead, efficient-probing
+EfficientProbing / SimPool, the AIM / V-JEPA cross-attention pooler), not in the folded form vitprobe uses.
+"""
+import json
+import math
+import subprocess
+import sys
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_vit import get_2d_sincos_pos_embed  # noqa: E402  (MAE's table)
+
+BATCH, NUM_CLASSES, DIM, NUM_HEADS, GRID = 6, 5, 16, 4, 4
+
+
+def layout(prefix):
+    return {"embed_dim": DIM, "num_prefix_tokens": prefix, "class_token": True, "grid_size": GRID,
+            "num_encoder_heads": NUM_HEADS}
+
+
+# ---- fixed aggregations (beyond_cls models_vit.py forward_features), prefix tokens dropped from the keys
+
+def center_window(n):
+    c = GRID // 2
+    return c - math.ceil(n / 2), c + math.floor(n / 2)
+
+
+def fixed_features(tokens, attention, prefix):
+    patches = tokens[:, prefix:]
+    B, N, D = patches.shape
+    out = {"cls": tokens[:, 0], "mean": patches.mean(1)}
+    s, e = center_window(2)
+    out["center:2"] = patches.reshape(B, GRID, GRID, D)[:, s:e, s:e].mean(dim=[1, 2])
+    attn = attention.mean(1)[:, prefix:, prefix:].reshape(B, GRID, GRID, N)
+    ca = attn[:, s:e, s:e].mean(dim=[1, 2])
+    ca = ca / (ca.sum(1, keepdim=True) + 1e-6)
+    out["cattn:2"] = (patches * ca.unsqueeze(2)).sum(1)  # vitprobe sums (official: mean = sum / N)
+    mean_map = attention[:, :, 0, prefix:].mean(1)
+    mean_map = mean_map / mean_map.sum(1, keepdim=True)
+    out["attn-mean"] = (patches * mean_map.unsqueeze(2)).sum(1)
+    cls_patch = attention[:, :, 0, prefix:]
+    renorm = cls_patch / (cls_patch.sum(2, keepdim=True) + 1e-6)
+    entropy = -(renorm * (renorm + 1e-6).log()).sum(2)
+    head = entropy.argmin(1)
+    lcte = cls_patch[torch.arange(B), head]
+    lcte = lcte / lcte.sum(1, keepdim=True)
+    out["attn-minent"] = (patches * lcte.unsqueeze(2)).sum(1)
+    return out
+
+
+# ---- learned poolings, official forms
+
+class SelfAttention(nn.Module):  # timm Attention(dim, num_heads=1), qkv_bias=False
+    def __init__(self, dim):
+        super().__init__()
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).reshape(B, N, 3, 1, C).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = ((q * C ** -0.5) @ k.transpose(-2, -1)).softmax(-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(B, N, C))
+
+
+class Abmilp(nn.Module):  # beyond_cls abmilp.py ABMILPHead
+    def __init__(self, dim, depth, act, sa, cond, content, prefix):
+        super().__init__()
+        self.sa, self.cond, self.content, self.prefix = sa, cond, content, prefix
+        self.self_attn = SelfAttention(dim) if sa != "none" else None
+        layers = []
+        for _ in range(depth - 1):
+            layers += [nn.Linear(dim, dim), nn.Tanh() if act == "tanh" else nn.ReLU()]
+        layers.append(nn.Linear(dim, 1))
+        self.scorer = nn.Sequential(*layers)
+        pe = torch.from_numpy(get_2d_sincos_pos_embed(dim, GRID)).float()
+        if content == "all":
+            pe = torch.cat([torch.zeros(prefix, dim), pe])
+        self.register_buffer("pe", pe.unsqueeze(0))
+
+    def forward_with_map(self, tokens):
+        x = tokens[:, self.prefix:] if self.content == "patch" else tokens
+        x_attn = self.self_attn(x) if self.self_attn is not None else x
+        inp = x_attn if self.sa in ("map", "both") else x
+        if self.cond == "pe":
+            inp = inp + self.pe
+        attn_map = F.softmax(self.scorer(inp), dim=1)
+        values = x_attn if self.sa == "both" else x
+        weights = attn_map.squeeze(-1)
+        if self.content == "all":
+            weights = weights[:, self.prefix:]
+        return (values * attn_map).sum(1), weights
+
+    def named(self):
+        names = {}
+        if self.self_attn is not None:
+            names.update({"pool.self_attn.qkv.weight": self.self_attn.qkv.weight,
+                          "pool.self_attn.proj.weight": self.self_attn.proj.weight,
+                          "pool.self_attn.proj.bias": self.self_attn.proj.bias})
+        for index, layer in enumerate(self.scorer):
+            if isinstance(layer, nn.Linear):
+                names[f"pool.scorer.{index}.weight"] = layer.weight
+                names[f"pool.scorer.{index}.bias"] = layer.bias
+        return names
+
+
+class EfficientProbing(nn.Module):  # efficient-probing poolings/ep.py, num_heads=1, d_out=1, no v bias
+    def __init__(self, dim, num_queries, prefix):
+        super().__init__()
+        self.prefix, self.num_queries = prefix, num_queries
+        self.v = nn.Linear(dim, dim, bias=False)
+        self.queries = nn.Parameter(torch.randn(1, num_queries, dim) * 0.02)
+
+    def forward_with_map(self, tokens):
+        x = tokens[:, self.prefix:]
+        B, N, C = x.shape
+        q = self.queries.expand(B, -1, -1).reshape(B, self.num_queries, 1, C).permute(0, 2, 1, 3) * C ** -0.5
+        k = x.reshape(B, N, 1, C).permute(0, 2, 1, 3)
+        v = self.v(x).reshape(B, N, self.num_queries, C // self.num_queries).permute(0, 2, 1, 3)
+        attn = (q @ k.transpose(-2, -1)).softmax(-1)  # (B, 1, M, N)
+        out = torch.matmul(attn.squeeze(1).unsqueeze(2), v).reshape(B, C)
+        return out, attn.squeeze(1)
+
+    def named(self):
+        return {"pool.queries": self.queries, "pool.v.weight": self.v.weight}
+
+
+class SimPool(nn.Module):  # efficient-probing poolings/simpool.py, num_heads=1, gamma=None
+    def __init__(self, dim, prefix):
+        super().__init__()
+        self.prefix = prefix
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.wq = nn.Linear(dim, dim, bias=False)
+        self.wk = nn.Linear(dim, dim, bias=False)
+
+    def forward_with_map(self, tokens):
+        x = tokens[:, self.prefix:]
+        q = x.mean(1, keepdim=True)
+        k = v = self.norm(x)
+        attn = ((self.wq(q) @ self.wk(k).transpose(-2, -1)) * x.shape[-1] ** -0.5).softmax(-1)  # (B, 1, N)
+        return (attn @ v).squeeze(1), attn.squeeze(1)
+
+    def named(self):
+        return {"pool.norm.weight": self.norm.weight, "pool.norm.bias": self.norm.bias,
+                "pool.wq.weight": self.wq.weight, "pool.wk.weight": self.wk.weight}
+
+
+class CrossAttentionPool(nn.Module):  # AIM / V-JEPA style: one query, q/k/v projections, H heads
+    def __init__(self, dim, num_heads, prefix):
+        super().__init__()
+        self.prefix, self.num_heads = prefix, num_heads
+        self.query = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim, bias=False)
+        self.v = nn.Linear(dim, dim)
+
+    def forward_with_map(self, tokens):
+        x = tokens[:, self.prefix:]
+        B, N, C = x.shape
+        H, dh = self.num_heads, C // self.num_heads
+        q = self.q(self.query).expand(B, -1, -1).reshape(B, 1, H, dh).transpose(1, 2)
+        k = self.k(x).reshape(B, N, H, dh).transpose(1, 2)
+        v = self.v(x).reshape(B, N, H, dh).transpose(1, 2)
+        attn = ((q @ k.transpose(-2, -1)) * dh ** -0.5).softmax(-1)  # (B, H, 1, N)
+        return (attn @ v).transpose(1, 2).reshape(B, C), attn.squeeze(2)
+
+    def named(self):
+        return {"pool.query": self.query, "pool.q.weight": self.q.weight, "pool.q.bias": self.q.bias,
+                "pool.k.weight": self.k.weight, "pool.v.weight": self.v.weight, "pool.v.bias": self.v.bias}
+
+
+def perturb_(module, generator):
+    """Non-trivial values for every parameter: LayerNorm gains 1 + 0.2 noise, everything else larger than
+    PyTorch's initialisation (queries included)."""
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            noise = torch.randn(param.shape, generator=generator)
+            if name.startswith("norm.") and name.endswith("weight"):
+                param.copy_(1.0 + 0.2 * noise)
+            else:
+                param.copy_(noise * (0.5 if param.dim() > 1 else 0.3))
+
+
+class Head(nn.Module):
+    """aggregation -> BatchNorm1d(affine=False, eps=1e-6) -> Linear, as MAE main_linprobe.py."""
+
+    def __init__(self, spec, pooling, feature_dim, generator):
+        super().__init__()
+        self.spec, self.pooling = spec, pooling
+        self.bn = nn.BatchNorm1d(feature_dim, affine=False, eps=1e-6)
+        self.linear = nn.Linear(feature_dim, NUM_CLASSES)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.randn(self.linear.weight.shape, generator=generator) * 0.3)
+            self.linear.bias.copy_(torch.randn(NUM_CLASSES, generator=generator) * 0.1)
+            self.bn.running_mean.copy_(torch.randn(feature_dim, generator=generator) * 0.1)
+            self.bn.running_var.copy_(1 + torch.rand(feature_dim, generator=generator))
+
+    def forward(self, tokens, fixed):
+        weights = None
+        if self.pooling is not None:
+            pooled, weights = self.pooling.forward_with_map(tokens)
+        elif self.spec == "cls+mean":
+            pooled = torch.cat([fixed["cls"], fixed["mean"]], 1)
+        else:
+            pooled = fixed[self.spec]
+        return self.linear(self.bn(pooled)), weights
+
+    def named_state(self):
+        names = dict(self.pooling.named()) if self.pooling is not None else {}
+        names.update({"linear.weight": self.linear.weight, "linear.bias": self.linear.bias})
+        return names
+
+
+HEAD_CASES = [
+    # (case, --heads spec, prefix tokens)
+    ("cls", "cls", 1), ("mean", "mean", 1), ("cls_mean", "cls+mean", 1), ("center", "center:2", 1),
+    ("cattn", "cattn:2", 1), ("attn_mean", "attn-mean", 1), ("attn_minent", "attn-minent", 1),
+    ("abmilp", "abmilp", 1),
+    ("abmilp_full", "abmilp:depth=2,act=tanh,sa=both,cond=pe,content=all", 3),
+    ("abmilp_map", "abmilp:depth=2,sa=map", 1),
+    ("abmilp_pe_registers", "abmilp:cond=pe", 3),
+    ("ep", "ep:4", 1), ("simpool", "simpool", 1), ("mhca", "mhca", 1), ("mhca_registers", "mhca", 3),
+]
+
+
+def make_pooling(spec, prefix):
+    if spec.startswith("abmilp"):
+        options = dict(item.split("=") for item in spec.split(":", 1)[1].split(",")) if ":" in spec else {}
+        return Abmilp(DIM, int(options.get("depth", 1)), options.get("act", "relu"), options.get("sa", "none"),
+                      options.get("cond", "none"), options.get("content", "patch"), prefix)
+    if spec.startswith("ep:"):
+        return EfficientProbing(DIM, int(spec[3:]), prefix)
+    if spec == "simpool":
+        return SimPool(DIM, prefix)
+    if spec == "mhca":
+        return CrossAttentionPool(DIM, NUM_HEADS, prefix)
+    return None
+
+
+def save(folder, name, tensor):
+    np.save(folder / f"{name}.npy", tensor.detach().cpu().numpy())
+
+
+def inputs(prefix, generator):
+    T = prefix + GRID * GRID
+    tokens = torch.randn(BATCH, T, DIM, generator=generator) + 0.5 * torch.randn(1, 1, DIM, generator=generator)
+    # Peaked attention, so that the lowest-entropy head differs between images.
+    logits = 3.0 * torch.randn(BATCH, NUM_HEADS, T, T, generator=generator)
+    attention = logits.softmax(-1)
+    labels = torch.randint(0, NUM_CLASSES, (BATCH,), generator=generator)
+    return tokens, attention, labels
+
+
+def write_head_case(outdir, case, spec, prefix, seed):
+    generator = torch.Generator().manual_seed(seed)
+    folder = outdir / case
+    folder.mkdir(parents=True, exist_ok=True)
+    tokens, attention, labels = inputs(prefix, generator)
+    pooling = make_pooling(spec, prefix)
+    if pooling is not None:
+        perturb_(pooling, generator)
+    feature_dim = 2 * DIM if spec == "cls+mean" else DIM
+    head = Head(spec, pooling, feature_dim, generator).train()
+    save(folder, "tokens", tokens)
+    save(folder, "attention", attention)
+    save(folder, "labels", labels)
+    for name, value in head.named_state().items():
+        save(folder, f"init.{name}", value)
+    save(folder, "init.bn.running_mean", head.bn.running_mean)
+    save(folder, "init.bn.running_var", head.bn.running_var)
+    logits, weights = head(tokens, fixed_features(tokens, attention, prefix))
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    save(folder, "logits", logits)
+    save(folder, "loss", loss.reshape(1))
+    for name, value in head.named_state().items():
+        save(folder, f"grad.{name}", value.grad)
+    save(folder, "after.bn.running_mean", head.bn.running_mean)
+    save(folder, "after.bn.running_var", head.bn.running_var)
+    if weights is not None:
+        save(folder, "pooling_weights", weights)
+    with torch.no_grad():
+        head.eval()
+        save(folder, "eval_logits", head(tokens, fixed_features(tokens, attention, prefix))[0])
+    return {"spec": spec, "layout": layout(prefix), "num_classes": NUM_CLASSES,
+            "gradients": sorted(head.named_state()), "has_pooling_weights": weights is not None}
+
+
+# ---- optimizers: MAE util/lars.py and util/lr_sched.py, restated
+
+class Lars(torch.optim.Optimizer):
+    def __init__(self, params, lr=0, weight_decay=0, momentum=0.9, trust_coefficient=0.001):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
+                                      trust_coefficient=trust_coefficient))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                dp = p.grad
+                if dp is None:
+                    continue
+                if p.ndim > 1:  # biases and other 1-d parameters: no weight decay, no trust ratio
+                    dp = dp.add(p, alpha=group["weight_decay"])
+                    param_norm, update_norm = torch.norm(p), torch.norm(dp)
+                    one = torch.ones_like(param_norm)
+                    q = torch.where(param_norm > 0.0,
+                                    torch.where(update_norm > 0, group["trust_coefficient"] * param_norm / update_norm,
+                                                one), one)
+                    dp = dp.mul(q)
+                state = self.state[p]
+                if "mu" not in state:
+                    state["mu"] = torch.zeros_like(p)
+                state["mu"].mul_(group["momentum"]).add_(dp)
+                p.add_(state["mu"], alpha=-group["lr"])
+
+
+def scheduled_lr(epoch, lr, warmup, epochs, min_lr=0.0):
+    if epoch < warmup:
+        return lr * epoch / warmup
+    return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup) / (epochs - warmup)))
+
+
+OPTIMIZER_CASES = {
+    # name: (optimizer, head spec, base lr, weight decay)
+    "lars": ("lars", "abmilp", 0.1, 0.0),
+    "lars_wd": ("lars", "cls", 0.1, 0.05),
+    "sgd": ("sgd", "abmilp", 0.1, 0.01),
+    # AdamW normalises every gradient, so parameters whose exact gradient is 0 (a bias added to all of a
+    # softmax's inputs, as abmilp's last scorer bias) would follow float noise: EP has none.
+    "adamw": ("adamw", "ep:4", 1e-3, 0.05),
+}
+STEPS, STEPS_PER_EPOCH, WARMUP_EPOCHS, EPOCHS = 10, 4, 1, 4
+
+
+def make_optimizer(kind, params, weight_decay):
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    if kind == "lars":
+        return Lars(params, weight_decay=weight_decay)
+    groups = [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
+    if kind == "sgd":
+        return torch.optim.SGD(groups, lr=0.0, momentum=0.9)
+    return torch.optim.AdamW(groups, lr=0.0, betas=(0.9, 0.999), eps=1e-8)
+
+
+def write_optimizer_case(outdir, case, seed):
+    kind, spec, base_lr, weight_decay = OPTIMIZER_CASES[case]
+    generator = torch.Generator().manual_seed(seed)
+    folder = outdir / case
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = 1
+    pooling = make_pooling(spec, prefix)
+    if pooling is not None:
+        perturb_(pooling, generator)
+    head = Head(spec, pooling, DIM, generator).train()
+    for name, value in head.named_state().items():
+        save(folder, f"init.{name}", value)
+    save(folder, "init.bn.running_mean", head.bn.running_mean)
+    save(folder, "init.bn.running_var", head.bn.running_var)
+    params = list(head.named_state().values())
+    optimizer = make_optimizer(kind, params, weight_decay)
+    peak_lr = base_lr * BATCH / 256
+    lrs = []
+    for step in range(STEPS):
+        tokens, attention, labels = inputs(prefix, generator)
+        save(folder, f"step{step}.tokens", tokens)
+        save(folder, f"step{step}.attention", attention)
+        save(folder, f"step{step}.labels", labels)
+        lr = scheduled_lr(step / STEPS_PER_EPOCH, peak_lr, WARMUP_EPOCHS, EPOCHS)
+        lrs.append(lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        logits, _ = head(tokens, fixed_features(tokens, attention, prefix))
+        F.cross_entropy(logits, labels).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        for name, value in head.named_state().items():
+            save(folder, f"step{step}.{name}", value)
+    return {"spec": spec, "layout": layout(prefix), "num_classes": NUM_CLASSES, "optimizer": kind,
+            "base_lr": base_lr, "weight_decay": weight_decay, "batch": BATCH, "steps": STEPS,
+            "steps_per_epoch": STEPS_PER_EPOCH, "warmup_epochs": WARMUP_EPOCHS, "epochs": EPOCHS, "lrs": lrs,
+            "parameters": sorted(head.named_state())}
+
+
+def main(argv):
+    if len(argv) != 3:
+        print(__doc__.splitlines()[2], file=sys.stderr)
+        return 2
+    binary, outdir = Path(argv[1]), Path(argv[2])
+    outdir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+    index = {"heads": {}, "optimizers": {}}
+    for seed, (case, spec, prefix) in enumerate(HEAD_CASES):
+        index["heads"][case] = write_head_case(outdir, case, spec, prefix, 100 + seed)
+    for seed, case in enumerate(OPTIMIZER_CASES):
+        index["optimizers"][case] = write_optimizer_case(outdir, case, 200 + seed)
+    (outdir / "cases.json").write_text(json.dumps(index, indent=2))
+    env = dict(os.environ, VITPROBE_PROBE_REFERENCES=str(outdir))
+    result = subprocess.run([str(binary), "--gtest_filter=ProbeReference.*"], env=env)
+    return result.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
