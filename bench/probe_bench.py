@@ -1,7 +1,7 @@
 """Benchmark: the cost of one online probing epoch with 1 head vs 4 heads x 13 learning rates (52 heads).
 
 Usage: probe_bench.py VITPROBE_BIN [--model CKPT] [--images N] [--img-size S] [--batch B] [--repeats R]
-                      [--threads T] [--out FILE]
+                      [--threads T] [--head-threads H] [--out FILE]
 
 Each run is `vitprobe probe --features online --epochs 1` on N Fashion-MNIST training images with the real
 ViT-Tiny/16 of ../shared (every batch goes through the encoder with the train transform, as in the paper's
@@ -26,7 +26,7 @@ def run(binary, args, heads, lrs, out):
                "--limit", str(args.images), "--val-limit", "20", "--img-size", str(args.img_size),
                "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--features", "online", "--epochs", "1",
                "--warmup-epochs", "0", "--batch", str(args.batch), "--heads", heads, "--threads", str(args.threads),
-               "--workers", "2", "--quiet", "--out", str(out), "--json"] + lrs
+               "--workers", "2", "--head-threads", str(args.head_threads), "--quiet", "--out", str(out), "--json"] + lrs
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"vitprobe failed ({result.returncode}): {' '.join(command)}\n{result.stderr}")
@@ -45,6 +45,7 @@ def main():
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--head-threads", type=int, default=1, help="vitprobe --head-threads (0: as --threads)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     single, grid = [], []
@@ -56,11 +57,13 @@ def main():
     many = min(grid, key=lambda r: r["epoch_seconds"])
     ratio = many["epoch_seconds"] / one["epoch_seconds"]
     summary = {"images": args.images, "img_size": args.img_size, "batch": args.batch, "threads": args.threads,
+               "head_threads": args.head_threads,
                "one_head": one, "grid": {**many, "heads": GRID_52, "learning_rates": 13}, "ratio": ratio,
                "bound": 1.5, "within_bound": ratio <= 1.5,
                "all_epoch_seconds": {"one_head": [r["epoch_seconds"] for r in single],
                                      "grid": [r["epoch_seconds"] for r in grid]}}
-    print(f"online epoch, {args.images} images at {args.img_size} px, batch {args.batch}, {args.threads} threads")
+    print(f"online epoch, {args.images} images at {args.img_size} px, batch {args.batch}, {args.threads} threads, "
+          f"head threads {args.head_threads or args.threads}")
     print(f"  1 head  ({one['pairs']} pair):   {one['epoch_seconds']:.2f} s  "
           f"({args.images / one['epoch_seconds']:.1f} img/s), heads {one['head_seconds']:.2f} s")
     print(f"  52 heads ({many['pairs']} pairs): {many['epoch_seconds']:.2f} s  "

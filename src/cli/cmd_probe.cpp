@@ -105,6 +105,10 @@ Subcommand register_probe(CLI::App& parent) {
   app->add_option("--stop-after-epochs", job.stop_after_epochs, "Testing: stop after N epochs as if killed")->group("");
   app->add_flag("--json", flags->json, "Print results.json instead of the table");
   add_threads_option(*app, flags->threads);
+  app->add_option("--head-threads", job.head_threads, "Threads while the heads train (0: as --threads); their small "
+                                                      "operations gain little from more (the encoder uses --threads)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app->footer("Heads: " + head_syntax_help() +
               ".\nEach head is aggregation -> BatchNorm1d(affine=False) -> Linear; every head is trained at every "
               "learning rate from the same forward pass, and the best learning rate per head is reported.");

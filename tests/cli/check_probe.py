@@ -10,7 +10,7 @@ e2e:        2000 Fashion-MNIST training images, 1000 validation images, the real
             machine. Then: the cache is
             reused, `evaluate` re-scores the saved heads, a run stopped after 2 epochs and resumed equals the
             uninterrupted run, --resume with other options is refused, --seeds reports mean and std, and
-            `extract` finds the entries the probe stored.
+            `extract` finds the entries the probe stored; a short online run (encoder every batch) completes.
 bad-input:  unknown heads and options fail with exit code 2 and one line naming the value.
 """
 import json
@@ -28,8 +28,8 @@ def model_path():
     return shared_dir() / "models" / "vit_tiny_patch16_224.in1k.safetensors"
 
 
-def common_args(cache_dir):
-    return ["--model", model_path(), "--data", "fashion-mnist", "--limit", "2000", "--val-limit", "1000",
+def common_args(cache_dir, limit=2000, val_limit=1000):
+    return ["--model", model_path(), "--data", "fashion-mnist", "--limit", str(limit), "--val-limit", str(val_limit),
             "--img-size", "64", "--resize", "64", "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5",
             "--cache-dir", cache_dir, "--threads", "1", "--workers", "2", "--quiet"]
 
@@ -126,6 +126,17 @@ def check_e2e(report):
             a, b = head(straight, name), head(resumed, name)
             same = all(x["train_loss"] == y["train_loss"] and x["val"] == y["val"] for x, y in zip(a["runs"], b["runs"]))
             report.check("resume", f"{name}: losses and accuracies equal the uninterrupted run", same)
+
+    # Online features: the encoder runs on every batch with the train transform.
+    online = run_json(report, "online", ["probe"] + common_args(cache, limit=256, val_limit=100) +
+                      ["--heads", "cls,abmilp", "--features", "online", "--blr", "30", "--epochs", "1",
+                       "--warmup-epochs", "0", "--batch", "64", "--out", work / "online", "--json"])
+    if online is not None:
+        entry = head(online, "abmilp")
+        report.check("online", "one epoch trained and evaluated, no extraction",
+                     online["timing"]["extract_seconds"] == 0 and len(entry["runs"][0]["val"]) == 1 and
+                     online["config"]["train_items"] == 256 and "cache" not in online["config"],
+                     f"abmilp top-1 {entry['top1']:.1f}")
 
     # Seeds: mean and standard deviation over runs.
     seeds = run_json(report, "seeds", probe_args(cache, work / "seeds", heads="cls", epochs=2, extra=["--seeds", "0,1"]))

@@ -297,6 +297,7 @@ SeedOutcome run_seed(const ProbeJobOptions& options, const Context& context, con
   trainer_options.base_lrs = config.at("lrs").get<std::vector<double>>();
   trainer_options.optimizer = options.optimizer;
   trainer_options.seed = seed;
+  trainer_options.head_threads = options.head_threads;
   const int64_t num_classes = train.dataset->num_classes();
   ProbeTrainer trainer(specs, context.layout, num_classes, trainer_options, context.device);
 

@@ -46,6 +46,8 @@ struct ProbeJobOptions {
   std::string mode = "online";            // online | cached
   std::vector<uint64_t> seeds = {0};
   int eval_every = 1;                     // evaluate every N epochs (and after the last)
+  int head_threads = 1;                   // intra-op threads while the heads run (0: as --threads); their small
+                                          // operations lose more to thread synchronisation than they gain on CPU
   std::vector<int> knn_k = {10, 20, 100, 200};
   double knn_temperature = 0.07;
   std::string out_dir;

@@ -1,6 +1,7 @@
 #include "probe/trainer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 
 #include <chrono>
@@ -18,6 +19,24 @@ constexpr int64_t kGradientBucketElements = 1 << 22;  // 16 MiB of float32 per a
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
+
+// Sets the intra-op thread count for a scope (0: leaves it as it is).
+class ThreadCount {
+ public:
+  explicit ThreadCount(int threads) : previous_(at::get_num_threads()) {
+    if (threads > 0 && threads != previous_) {
+      at::set_num_threads(threads);
+      changed_ = true;
+    }
+  }
+  ~ThreadCount() {
+    if (changed_) at::set_num_threads(previous_);
+  }
+
+ private:
+  int previous_;
+  bool changed_ = false;
+};
 
 std::string run_prefix(size_t index) { return "runs/" + std::to_string(index) + "/"; }
 
@@ -120,6 +139,7 @@ void ProbeTrainer::train_epoch(FeatureSource& source, int64_t epoch, const std::
   int64_t batch_index = 0, pending = 0;
   while (auto batch = source.next()) {
     add_patch_tokens(batch->features, layout_);
+    const ThreadCount threads(options_.head_threads);
     if (batch_index % options_.accum_iter == 0) {
       const double progress = static_cast<double>(epoch) + static_cast<double>(batch_index) / n_batches;
       for (size_t i = 0; i < runs_.size(); ++i) learning_rates[i] = schedule.at(progress, runs_[i].peak_lr);
@@ -141,7 +161,10 @@ void ProbeTrainer::train_epoch(FeatureSource& source, int64_t epoch, const std::
     if (on_batch) on_batch(batch->labels.size(0));
   }
   // A last, partial accumulation window still updates (MAE would carry its gradients into the next epoch).
-  if (pending > 0) step_optimizers(learning_rates);
+  if (pending > 0) {
+    const ThreadCount threads(options_.head_threads);
+    step_optimizers(learning_rates);
+  }
   std::vector<at::Tensor> means;
   for (auto& sum : loss_sums) means.push_back(sum.defined() ? (sum / batch_index).reshape({1}).to(at::kDouble) : at::zeros({1}, at::kDouble));
   communicator_->all_reduce_sum(means);
@@ -157,6 +180,7 @@ void ProbeTrainer::evaluate(FeatureSource& source, int64_t epoch, const std::fun
   for (auto& count : counts) count = at::zeros({3}, at::TensorOptions().dtype(at::kLong).device(device_));
   while (auto batch = source.next()) {
     add_patch_tokens(batch->features, layout_);
+    const ThreadCount threads(options_.head_threads);
     const auto labels = batch->labels.unsqueeze(1);
     for (size_t i = 0; i < runs_.size(); ++i) {
       const auto logits = runs_[i].head->forward(batch->features, false);

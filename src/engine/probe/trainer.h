@@ -37,6 +37,8 @@ struct TrainerOptions {
   std::vector<double> base_lrs = {0.1};  // each scaled by effective batch / 256
   OptimizerOptions optimizer;
   uint64_t seed = 0;         // head initialisation (the data order is the loader's business)
+  int head_threads = 0;      // > 0: intra-op threads while the heads run (their small operations can lose more
+                             // to thread synchronisation than they gain; the encoder keeps the global setting)
 
   int64_t effective_batch() const { return batch_size * accum_iter * world_size; }
 };
