@@ -55,8 +55,28 @@ void add_threads_option(CLI::App& app, int& threads) {
 }
 
 void apply_threads(int threads) {
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  at::set_num_threads(threads > 0 ? threads : cores);
+  at::set_num_threads(threads > 0 ? threads : default_threads_per_process());
+}
+
+void add_dist_options(CLI::App& app, DistOptions& options) {
+  const char* group = "Distributed (torchrun-style variables RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT work too)";
+  app.add_option("--rank", options.rank, "This process's rank")->default_str("$RANK or 0")->group(group);
+  app.add_option("--world-size", options.world_size, "Number of ranks")->default_str("$WORLD_SIZE or 1")->group(group);
+  app.add_option("--master", options.master, "Rendezvous ADDR:PORT of rank 0")
+      ->default_str("$MASTER_ADDR:$MASTER_PORT")
+      ->group(group);
+  app.add_option("--dist-timeout", options.timeout_s, "Seconds to wait for the other ranks (joining, each collective)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber)
+      ->group(group);
+}
+
+bool prints_output(const DistOptions& options) {
+  try {
+    return resolve_dist_options(options).rank == 0;
+  } catch (const std::exception&) {
+    return true;
+  }
 }
 
 }  // namespace vitprobe::cli

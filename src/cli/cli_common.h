@@ -8,6 +8,7 @@
 #include <string>
 
 #include "checkpoint/loader.h"
+#include "dist/process_group.h"
 #include "jobs/preprocess_settings.h"
 
 namespace vitprobe {
@@ -41,8 +42,15 @@ void add_preprocess_options(CLI::App& app, PreprocessFlags& flags);
 /// Adds --threads (default: all cores).
 void add_threads_option(CLI::App& app, int& threads);
 
-/// Sets libtorch's intra-op thread count (it defaults to one thread on this machine); 0 = all cores.
+/// Sets libtorch's intra-op thread count (it defaults to one thread on this machine); 0 = all cores, shared
+/// among the processes of this host when several ranks run here (LOCAL_WORLD_SIZE).
 void apply_threads(int threads);
+
+/// Adds --rank --world-size --master --dist-timeout (group "Distributed"); unset ones come from RANK,
+/// WORLD_SIZE, MASTER_ADDR, MASTER_PORT as torchrun and `vitprobe launch` set them.
+void add_dist_options(CLI::App& app, DistOptions& options);
+/// Whether this process prints the command's output (rank 0, or no distributed run at all).
+bool prints_output(const DistOptions& options);
 
 Subcommand register_inspect(CLI::App& parent);
 Subcommand register_forward(CLI::App& parent);
@@ -56,6 +64,10 @@ Subcommand register_pretrain(CLI::App& parent);
 Subcommand register_probe(CLI::App& parent);
 Subcommand register_evaluate(CLI::App& parent);
 Subcommand register_extract(CLI::App& parent);
+Subcommand register_launch(CLI::App& parent);
+/// What `vitprobe launch ... -- COMMAND` runs: main() takes everything after "--" out of the arguments
+/// before CLI11 parses the rest.
+std::vector<std::string>& launch_command();
 /// Adds --model --data --train-split --val-split --limit --val-limit --limit-seed --block --final-norm --cache-dir
 /// --batch --workers --quiet, the load options (without the --heads alias of --num-heads) and preprocessing
 /// (shared by probe, evaluate and extract; defined in cmd_probe.cpp).

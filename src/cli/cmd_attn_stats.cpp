@@ -68,6 +68,7 @@ Subcommand register_attn_stats(CLI::App& parent) {
   flags->dtype_option->default_str("bf16 where the CPU has avx512_bf16/amx_bf16, else fp32");
   add_preprocess_options(*app, flags->preprocess);
   add_threads_option(*app, flags->threads);
+  add_dist_options(*app, job.dist);
   return {app, [flags]() {
             apply_threads(flags->threads);
             auto& job = flags->job;
@@ -75,6 +76,7 @@ Subcommand register_attn_stats(CLI::App& parent) {
             job.preprocess = flags->preprocess.settings();
             job.progress = !flags->quiet;
             const auto summary = run_attn_stats_job(job);
+            if (!prints_output(job.dist)) return 0;
             if (flags->json) {
               std::cout << summary.dump(2) << "\n";
             } else {

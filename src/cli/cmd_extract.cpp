@@ -29,12 +29,14 @@ Subcommand register_extract(CLI::App& parent) {
   app->add_option("--splits", job.splits, "Splits to extract")->delimiter(',')->default_str("train,val");
   app->add_flag("--json", flags->json, "Print JSON");
   add_threads_option(*app, flags->threads);
+  add_dist_options(*app, job.features.dist);
   app->footer("Heads: " + head_syntax_help() + ".");
   return {app, [flags]() {
             apply_threads(flags->threads);
             flags->job.features.preprocess = flags->preprocess.settings();
             flags->job.features.final_norm = flags->final_norm == "on";
             const auto summary = run_extract_job(flags->job);
+            if (!prints_output(flags->job.features.dist)) return 0;
             if (flags->json) {
               std::cout << summary.dump(2) << "\n";
             } else {

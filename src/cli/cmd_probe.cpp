@@ -105,6 +105,7 @@ Subcommand register_probe(CLI::App& parent) {
   app->add_option("--stop-after-epochs", job.stop_after_epochs, "Testing: stop after N epochs as if killed")->group("");
   app->add_flag("--json", flags->json, "Print results.json instead of the table");
   add_threads_option(*app, flags->threads);
+  add_dist_options(*app, job.features.dist);
   app->add_option("--head-threads", job.head_threads, "Threads while the heads train (0: as --threads); their small "
                                                       "operations gain little from more (the encoder uses --threads)")
       ->capture_default_str()
@@ -119,6 +120,7 @@ Subcommand register_probe(CLI::App& parent) {
             job.features.final_norm = flags->final_norm == "on";
             if (flags->seed_option->count()) job.seeds = {flags->seed};
             const auto results = run_probe_job(job);
+            if (!prints_output(job.features.dist)) return 0;
             if (results.value("status", "") == "stopped") {
               std::cout << "stopped after epoch " << results["completed_epochs"].get<int64_t>()
                         << " (continue with --resume)\n";

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <iostream>
+#include <string>
 #include <vector>
 
 #include "cli_common.h"
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
       cli::register_probe(app),
       cli::register_evaluate(app),
       cli::register_extract(app),
+      cli::register_launch(app),
   };
   // CLI11 would only say "a subcommand is required" for a misspelt one: name it.
   if (argc > 1 && argv[1][0] != '-') {
@@ -43,8 +45,17 @@ int main(int argc, char** argv) {
       return kExitBadInput;
     }
   }
+  // `launch ... -- COMMAND`: the command after "--" is the ranks', not launch's options.
+  std::vector<char*> arguments(argv, argv + argc);
+  if (argc > 1 && std::string(argv[1]) == "launch") {
+    const auto dash = std::find_if(arguments.begin() + 2, arguments.end(), [](const char* a) { return std::string(a) == "--"; });
+    if (dash != arguments.end()) {
+      for (auto it = dash + 1; it != arguments.end(); ++it) cli::launch_command().emplace_back(*it);
+      arguments.erase(dash, arguments.end());
+    }
+  }
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(arguments.size()), arguments.data());
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {

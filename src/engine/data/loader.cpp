@@ -63,6 +63,12 @@ std::vector<int64_t> epoch_order(int64_t n_items, const LoaderOptions& options, 
   return shard;
 }
 
+void trim_to_full_batches(std::vector<int64_t>& order, int64_t n_items, const LoaderOptions& options) {
+  if (!options.drop_last) return;
+  const int64_t global = options.batch_size * std::max(1, options.world_size);
+  order.resize(static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(order.size()), n_items / global * options.batch_size)));
+}
+
 uint64_t sample_seed(uint64_t seed, int64_t epoch, int64_t index) {
   const auto stream = static_cast<uint64_t>(RandomStream::Transform);
   return derive_seed(derive_seed(seed, stream, static_cast<uint64_t>(epoch)), stream, static_cast<uint64_t>(index));
@@ -104,7 +110,7 @@ void BatchLoader::start_epoch(int64_t epoch) {
   stop();
   epoch_ = epoch;
   order_ = epoch_order(dataset_.size(), options_, epoch);
-  if (options_.drop_last) order_.resize(order_.size() - order_.size() % static_cast<size_t>(options_.batch_size));
+  trim_to_full_batches(order_, dataset_.size(), options_);
   next_position_ = 0;
   next_batch_ = 0;
   stopping_ = false;

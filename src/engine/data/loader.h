@@ -26,7 +26,7 @@ struct LoaderOptions {
   int num_workers = 2;           // decoding threads (>= 1)
   int prefetch_batches = 4;      // batches prepared ahead of the consumer, at most
   bool shuffle = false;          // a new seeded permutation every epoch
-  bool drop_last = false;        // drop this rank's last batch when it is short
+  bool drop_last = false;        // keep only full global batches (batch_size x world_size items each)
   uint64_t seed = 0;             // epoch order and transform randomness
   bool bfloat16 = false;         // images as bf16 instead of float32
   bool skip_bad = false;         // skip items that fail to load (counted) instead of failing the run
@@ -52,6 +52,11 @@ struct SkippedItem {
 /// The dataset positions a rank visits in `epoch`: the identity or a permutation seeded by (seed, epoch),
 /// then every world_size-th position from `rank`. Across ranks every item appears exactly once.
 std::vector<int64_t> epoch_order(int64_t n_items, const LoaderOptions& options, int64_t epoch);
+
+/// drop_last: trims a rank's epoch order to the items of full global batches, floor(n / (batch x world)) x
+/// batch, so every rank gets the same number of full batches and batch k of all ranks together is batch k
+/// of one process with batch x world items (no-op without drop_last).
+void trim_to_full_batches(std::vector<int64_t>& order, int64_t n_items, const LoaderOptions& options);
 
 /// Seed of the transform of `index` in `epoch` (independent of the order and of the worker that loads it).
 uint64_t sample_seed(uint64_t seed, int64_t epoch, int64_t index);

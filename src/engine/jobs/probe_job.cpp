@@ -114,10 +114,17 @@ struct Split {
   std::unique_ptr<FeatureCache> cache;
 };
 
-void build_cache(Split& split, const FeatureOptions& options, const Context& context, const FeatureExtractor& extractor) {
+void build_cache(Split& split, const FeatureOptions& options, const Context& context, const FeatureExtractor& extractor,
+                 Communicator& communicator) {
   split.cache = FeatureCache::build(cache_root(options), cache_key(options, context, split.name, split.limit),
                                     extractor.names(), *split.dataset, ImageTransform(context.eval_transform), extractor,
-                                    eval_loader(options), options.progress);
+                                    eval_loader(options), options.progress, communicator);
+}
+
+LoaderOptions sharded(LoaderOptions loader, const Communicator& communicator) {
+  loader.rank = communicator.rank();
+  loader.world_size = communicator.world_size();
+  return loader;
 }
 
 nlohmann::json preprocess_json(const PreprocessOptions& p) {
@@ -130,18 +137,22 @@ nlohmann::json versions_json() {
   return {{"vitprobe", VITPROBE_VERSION}, {"libtorch", TORCH_VERSION}};
 }
 
-// All features of `names` for every item of a source, concatenated (for k-NN).
-FeatureMap collect(FeatureSource& source, const std::set<std::string>& names, at::Tensor& labels) {
+// All features of `names` for every item of a source (every rank's shard), in dataset order (for k-NN).
+FeatureMap collect(FeatureSource& source, const std::set<std::string>& names, int64_t total, at::Tensor& labels,
+                   Communicator& communicator) {
   std::map<std::string, std::vector<at::Tensor>> parts;
-  std::vector<at::Tensor> label_parts;
+  std::vector<at::Tensor> label_parts, index_parts;
   source.start_epoch(0);
   while (auto batch = source.next()) {
     for (const auto& name : names) parts[name].push_back(batch->features.at(name));
     label_parts.push_back(batch->labels);
+    index_parts.push_back(batch->indices);
   }
+  if (label_parts.empty()) throw BadInput("k-NN: a split gives no items to this rank (more ranks than items?)");
+  const auto indices = at::cat(index_parts);
   FeatureMap out;
-  for (auto& [name, tensors] : parts) out[name] = at::cat(tensors);
-  labels = at::cat(label_parts);
+  for (auto& [name, tensors] : parts) out[name] = all_gather_rows(communicator, at::cat(tensors), indices, total);
+  labels = all_gather_rows(communicator, at::cat(label_parts), indices, total);
   return out;
 }
 
@@ -152,14 +163,14 @@ at::Tensor knn_feature(const FeatureMap& features, const HeadSpec& spec) {
 
 // k-NN heads: train features (eval transform) against val features; independent of the seed.
 nlohmann::json run_knn(const ProbeJobOptions& options, const Context& context, const std::vector<HeadSpec>& specs,
-                       Split& train, Split& val, const FeatureExtractor& extractor) {
+                       Split& train, Split& val, const FeatureExtractor& extractor, Communicator& communicator) {
   std::vector<HeadSpec> knn_specs;
   for (const auto& spec : specs) {
     if (spec.kind == HeadKind::Knn) knn_specs.push_back(spec);
   }
   if (knn_specs.empty()) return nlohmann::json::array();
   const auto names = required_features(knn_specs);
-  LoaderOptions loader = eval_loader(options.features);
+  LoaderOptions loader = sharded(eval_loader(options.features), communicator);
   std::unique_ptr<FeatureSource> train_source, val_source;
   const FeatureExtractor knn_extractor = extractor.with_names(names);
   if (train.cache) {
@@ -170,8 +181,9 @@ nlohmann::json run_knn(const ProbeJobOptions& options, const Context& context, c
     val_source = std::make_unique<OnlineFeatures>(*val.dataset, ImageTransform(context.eval_transform), loader, knn_extractor);
   }
   at::Tensor train_labels, val_labels;
-  const auto train_features = collect(*train_source, names, train_labels);
-  const auto val_features = collect(*val_source, names, val_labels);
+  // Every rank computes its shard; all-gathered, every rank classifies the same full matrices.
+  const auto train_features = collect(*train_source, names, train.dataset->size(), train_labels, communicator);
+  const auto val_features = collect(*val_source, names, val.dataset->size(), val_labels, communicator);
   nlohmann::json results = nlohmann::json::array();
   for (const auto& spec : knn_specs) {
     const auto accuracies = knn_classify(knn_feature(train_features, spec), train_labels, knn_feature(val_features, spec),
@@ -276,7 +288,8 @@ struct SeedOutcome {
 SeedOutcome run_seed(const ProbeJobOptions& options, const Context& context, const std::vector<HeadSpec>& specs,
                      uint64_t seed, const std::string& dir, Split& train, Split& val, const FeatureExtractor& extractor,
                      const nlohmann::json& config, const nlohmann::json& knn_results, double extract_seconds,
-                     int& epochs_left_before_stop) {
+                     int& epochs_left_before_stop, Communicator& communicator) {
+  const bool main_rank = communicator.is_main();
   const auto results_file = fs::path(dir) / "results.json";
   const ResumeFiles resume_files(dir);
   if (options.resume && fs::exists(results_file) && !fs::exists(resume_files.json)) {
@@ -286,7 +299,8 @@ SeedOutcome run_seed(const ProbeJobOptions& options, const Context& context, con
       return {existing, false};
     }
   }
-  if (!options.resume && fs::exists(resume_files.folder)) fs::remove_all(resume_files.folder);
+  if (main_rank && !options.resume && fs::exists(resume_files.folder)) fs::remove_all(resume_files.folder);
+  communicator.barrier();  // nobody reads a resume state rank 0 is removing
 
   TrainerOptions trainer_options;
   trainer_options.epochs = options.epochs;
@@ -299,9 +313,12 @@ SeedOutcome run_seed(const ProbeJobOptions& options, const Context& context, con
   trainer_options.seed = seed;
   trainer_options.head_threads = options.head_threads;
   const int64_t num_classes = train.dataset->num_classes();
-  ProbeTrainer trainer(specs, context.layout, num_classes, trainer_options, context.device);
+  ProbeTrainer trainer(specs, context.layout, num_classes, trainer_options, context.device, &communicator);
 
+  // What a resumed run must share with the interrupted one: everything but how the global batch is split
+  // over ranks and micro-batches (so another world size can take over) and where the cache lives.
   nlohmann::json fingerprint = config;
+  for (const char* key : {"batch", "accum_iter", "world_size", "cache"}) fingerprint.erase(key);
   fingerprint["seed"] = seed;
   nlohmann::json timing = {{"extract_seconds", extract_seconds}, {"train_seconds", 0.0}, {"eval_seconds", 0.0},
                            {"epoch_seconds", nlohmann::json::array()}};
@@ -312,18 +329,18 @@ SeedOutcome run_seed(const ProbeJobOptions& options, const Context& context, con
     if (first_epoch > 0) {
       timing.update(saved_timing);
       timing["extract_seconds"] = extract_seconds;
-      if (options.features.progress) std::cerr << "resuming " << dir << " after epoch " << first_epoch << "\n";
+      if (options.features.progress && main_rank) std::cerr << "resuming " << dir << " after epoch " << first_epoch << "\n";
     }
   }
 
   if (!trainer.runs().empty()) {
     const auto names = trainer.required_features();
     const FeatureExtractor train_extractor = extractor.with_names(names);
-    LoaderOptions train_loader = eval_loader(options.features);
+    LoaderOptions train_loader = sharded(eval_loader(options.features), communicator);
     train_loader.shuffle = true;
     train_loader.drop_last = true;
     train_loader.seed = seed;
-    const LoaderOptions val_loader = eval_loader(options.features);
+    const LoaderOptions val_loader = sharded(eval_loader(options.features), communicator);
     std::unique_ptr<FeatureSource> train_source, val_source;
     if (options.mode == "cached") {
       train_source = std::make_unique<CachedFeatures>(*train.cache, names, train_loader, context.device);
@@ -336,7 +353,7 @@ SeedOutcome run_seed(const ProbeJobOptions& options, const Context& context, con
     }
     // Online epochs are slow enough for progress lines; cached ones print one line per evaluated epoch.
     ProgressOptions progress_options;
-    progress_options.enabled = options.features.progress && options.mode == "online";
+    progress_options.enabled = options.features.progress && options.mode == "online" && main_rank;
     for (int64_t epoch = first_epoch; epoch < options.epochs; ++epoch) {
       if (epochs_left_before_stop == 0) {
         return SeedOutcome{nlohmann::json{{"status", "stopped"}, {"completed_epochs", epoch}, {"dir", dir}}, true};
@@ -357,7 +374,7 @@ SeedOutcome run_seed(const ProbeJobOptions& options, const Context& context, con
         trainer.evaluate(*val_source, epoch, [&](int64_t items) { progress.advance(items); });
         progress.finish();
         timing["eval_seconds"] = timing["eval_seconds"].get<double>() + seconds_since(eval_start);
-        if (options.features.progress) {
+        if (options.features.progress && main_rank) {
           const HeadRun* best = nullptr;
           for (const auto& run : trainer.runs()) {
             if (!best || run.val.back().top1 > best->val.back().top1) best = &run;
@@ -369,7 +386,7 @@ SeedOutcome run_seed(const ProbeJobOptions& options, const Context& context, con
           std::cerr << line;
         }
       }
-      save_resume_state(resume_files, trainer, fingerprint, epoch + 1, timing);
+      if (main_rank) save_resume_state(resume_files, trainer, fingerprint, epoch + 1, timing);
       if (epochs_left_before_stop > 0) --epochs_left_before_stop;
     }
   }
@@ -380,8 +397,10 @@ SeedOutcome run_seed(const ProbeJobOptions& options, const Context& context, con
     if (!spec.trainable()) continue;
     const auto& run = trainer.runs()[best_run_index(trainer, spec.name)];
     const auto relative = "heads/" + head_folder_name(spec.name);
-    save_head((fs::path(dir) / relative).string(), run.best_state,
-              head_config(options, context, run, *train.dataset, config, seed));
+    if (main_rank) {
+      save_head((fs::path(dir) / relative).string(), run.best_state,
+                head_config(options, context, run, *train.dataset, config, seed));
+    }
     saved[spec.name] = relative;
   }
   auto heads = trained_head_results(trainer, saved);
@@ -396,8 +415,15 @@ SeedOutcome run_seed(const ProbeJobOptions& options, const Context& context, con
   nlohmann::json results = {{"format", "vitprobe-probe-results"}, {"version", 1}, {"status", "complete"},
                             {"config", config}, {"seed", seed}, {"versions", versions_json()},
                             {"timing", timing}, {"heads", ordered}};
-  write_results(dir, results);
-  fs::remove_all(resume_files.folder);
+  if (communicator.distributed()) {
+    results["communication"] = {{"world_size", communicator.world_size()},
+                                {"bytes_reduced_per_rank", communicator.bytes_reduced()},
+                                {"collectives", communicator.collectives()}};
+  }
+  if (main_rank) {
+    write_results(dir, results);
+    fs::remove_all(resume_files.folder);
+  }
   return {results, false};
 }
 
@@ -419,6 +445,7 @@ nlohmann::json run_probe_job(const ProbeJobOptions& options) {
   const auto specs = parse_head_list(options.heads);
   std::vector<double> lrs = options.base_lrs;
   if (lrs.empty()) lrs = options.blr > 0 ? std::vector<double>{options.blr} : default_learning_rate_grid();
+  const auto communicator = connect(resolve_dist_options(options.features.dist));
   const Context context = prepare(options.features);
   for (const auto& spec : specs) check_head_fits(spec, context.layout);
 
@@ -432,7 +459,7 @@ nlohmann::json run_probe_job(const ProbeJobOptions& options) {
   }
   const FeatureExtractor extractor(context.model.encoder, context.block, options.features.final_norm, required_features(specs));
 
-  const int64_t effective_batch = options.features.batch_size * options.accum_iter;
+  const int64_t effective_batch = options.features.batch_size * options.accum_iter * communicator->world_size();
   std::vector<std::string> head_names;
   for (const auto& spec : specs) head_names.push_back(spec.name);
   const auto& p = context.eval_transform.preprocess;
@@ -445,7 +472,8 @@ nlohmann::json run_probe_job(const ProbeJobOptions& options) {
       {"num_classes", train.dataset->num_classes()}, {"block", context.block}, {"final_norm", options.features.final_norm},
       {"features", options.mode}, {"heads", head_names}, {"lrs", lrs}, {"epochs", options.epochs},
       {"warmup_epochs", options.warmup_epochs}, {"min_lr", options.min_lr}, {"batch", options.features.batch_size},
-      {"accum_iter", options.accum_iter}, {"effective_batch", effective_batch}, {"optimizer", options.optimizer.kind},
+      {"accum_iter", options.accum_iter}, {"world_size", communicator->world_size()},
+      {"effective_batch", effective_batch}, {"optimizer", options.optimizer.kind},
       {"momentum", options.optimizer.momentum}, {"weight_decay", options.optimizer.weight_decay},
       {"eval_every", options.eval_every}, {"knn_k", options.knn_k}, {"knn_temperature", options.knn_temperature},
       {"preprocess", preprocess_json(p)}, {"train_transform", describe_transform(context.train_transform)}};
@@ -453,12 +481,12 @@ nlohmann::json run_probe_job(const ProbeJobOptions& options) {
   double extract_seconds = 0;
   if (options.mode == "cached") {
     const auto start = std::chrono::steady_clock::now();
-    build_cache(train, options.features, context, extractor);
-    build_cache(val, options.features, context, extractor);
+    build_cache(train, options.features, context, extractor, *communicator);
+    build_cache(val, options.features, context, extractor, *communicator);
     extract_seconds = seconds_since(start);
     config["cache"] = {{"train", train.cache->folder()}, {"val", val.cache->folder()}};
   }
-  const auto knn_results = run_knn(options, context, specs, train, val, extractor);
+  const auto knn_results = run_knn(options, context, specs, train, val, extractor, *communicator);
 
   int epochs_left_before_stop = options.stop_after_epochs > 0 ? options.stop_after_epochs : -1;
   std::vector<nlohmann::json> per_seed;
@@ -466,13 +494,13 @@ nlohmann::json run_probe_job(const ProbeJobOptions& options) {
     const auto dir = options.seeds.size() == 1 ? options.out_dir
                                                : (fs::path(options.out_dir) / ("seed-" + std::to_string(seed))).string();
     auto outcome = run_seed(options, context, specs, seed, dir, train, val, extractor, config, knn_results,
-                            extract_seconds, epochs_left_before_stop);
+                            extract_seconds, epochs_left_before_stop, *communicator);
     if (outcome.stopped) return outcome.results;
     per_seed.push_back(std::move(outcome.results));
   }
   if (per_seed.size() == 1) return per_seed.front();
   auto aggregated = aggregate_seeds(per_seed, config);
-  write_results(options.out_dir, aggregated);
+  if (communicator->is_main()) write_results(options.out_dir, aggregated);
   return aggregated;
 }
 
@@ -584,6 +612,7 @@ nlohmann::json run_evaluate_job(const EvaluateJobOptions& options) {
 
 nlohmann::json run_extract_job(const ExtractJobOptions& options) {
   const auto specs = parse_head_list(options.heads);
+  const auto communicator = connect(resolve_dist_options(options.features.dist));
   const Context context = prepare(options.features);
   for (const auto& spec : specs) check_head_fits(spec, context.layout);
   const FeatureExtractor extractor(context.model.encoder, context.block, options.features.final_norm, required_features(specs));
@@ -593,13 +622,13 @@ nlohmann::json run_extract_job(const ExtractJobOptions& options) {
     Split split{name, is_val ? options.features.val_limit : options.features.train_limit, nullptr, nullptr};
     split.dataset = open_split(options.features, split.name, split.limit);
     const auto start = std::chrono::steady_clock::now();
-    build_cache(split, options.features, context, extractor);
+    build_cache(split, options.features, context, extractor, *communicator);
     splits[name] = {{"folder", split.cache->folder()}, {"items", split.cache->size()}, {"features", split.cache->names()},
                     {"seconds", seconds_since(start)}};
   }
   return {{"model", options.features.model}, {"model_sha256", context.model_sha256},
           {"cache_dir", cache_root(options.features)}, {"block", context.block},
-          {"final_norm", options.features.final_norm}, {"splits", splits}};
+          {"final_norm", options.features.final_norm}, {"world_size", communicator->world_size()}, {"splits", splits}};
 }
 
 }  // namespace vitprobe

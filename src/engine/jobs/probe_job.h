@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "checkpoint/loader.h"
+#include "dist/process_group.h"
 #include "jobs/preprocess_settings.h"
 #include "probe/optimizers.h"
 
@@ -27,9 +28,10 @@ struct FeatureOptions {
   int block = -1;                 // probed block, negative from the end
   bool final_norm = true;         // apply the final LayerNorm (off = the official beyond_cls code)
   std::string cache_dir;          // cached features; empty: $VITPROBE_CACHE, else ~/.cache/vitprobe/features
-  int64_t batch_size = 256;       // images per encoder forward
+  int64_t batch_size = 256;       // images per encoder forward and rank
   int workers = 2;                // image decoding threads
-  bool progress = true;           // progress lines on stderr
+  bool progress = true;           // progress lines on stderr (rank 0 only)
+  DistOptions dist;               // several ranks (dist/process_group.h); unset: the environment, else one process
 };
 
 /// Options of `vitprobe probe`.
@@ -56,7 +58,9 @@ struct ProbeJobOptions {
 };
 
 /// Trains every (head, lr) pair for every seed and writes DIR/results.json, results.md, heads/ (per seed in
-/// DIR/seed-S/ when several). Returns the results document (aggregated over seeds when several); a run
+/// DIR/seed-S/ when several). Distributed: every rank trains on its shard of each global batch (batch size x
+/// world size), evaluation and k-NN are sharded and summed, and rank 0 alone writes; --resume accepts another
+/// world size when the global batch is the same. Returns the results document (aggregated over seeds when several); a run
 /// stopped by stop_after_epochs returns {"status": "stopped", "completed_epochs": N}.
 nlohmann::json run_probe_job(const ProbeJobOptions& options);
 

@@ -33,12 +33,18 @@ struct Mapping {
 
 constexpr int kCacheFormatVersion = 1;
 
-std::string file_name_of(const std::string& feature) {
+std::string file_name_of(const std::string& feature, int rank = 0, int world_size = 1) {
   std::string name = feature;
   for (char& c : name) {
     if (c == ':' || c == '/' || c == '+') c = '_';
   }
+  if (world_size > 1) name += "." + std::to_string(rank) + "-of-" + std::to_string(world_size);
   return name + ".bf16";
+}
+
+// Items of shard `rank` of `world_size` among n: positions rank, rank + world_size, ...
+int64_t shard_rows(int64_t n, int rank, int world_size) {
+  return n > rank ? (n - rank + world_size - 1) / world_size : 0;
 }
 
 nlohmann::json read_manifest(const fs::path& folder) {
@@ -170,15 +176,25 @@ std::unique_ptr<FeatureCache> FeatureCache::open(const std::string& root, const 
   auto label_mapping = map_file(label_file, static_cast<size_t>(cache->num_items_) * sizeof(int64_t));
   cache->labels_ = at::from_blob(label_mapping->address, {cache->num_items_}, at::kLong).clone();
   for (const auto& [name, entry] : stored.items()) {
-    std::vector<int64_t> shape = {cache->num_items_};
-    for (const auto& size : entry["row_shape"]) shape.push_back(size.get<int64_t>());
-    int64_t count = 1;
-    for (auto size : shape) count *= size;
-    const auto file = (folder / entry["file"].get<std::string>()).string();
-    auto mapping = map_file(file, static_cast<size_t>(count) * 2);
-    cache->features_[name] = count == 0 ? at::empty(shape, at::kBFloat16)
-                                        : at::from_blob(mapping->address, shape, at::kBFloat16);
-    cache->mappings_.push_back(std::move(mapping));
+    std::vector<int64_t> row_shape;
+    int64_t row_count = 1;
+    for (const auto& size : entry["row_shape"]) {
+      row_shape.push_back(size.get<int64_t>());
+      row_count *= row_shape.back();
+    }
+    const int shards = entry.value("shards", 1);
+    if (shards < 1) throw BadInput((folder / "manifest.json").string() + ": feature '" + name + "' has shards < 1");
+    auto& views = cache->features_[name];
+    for (int shard = 0; shard < shards; ++shard) {
+      const int64_t rows = shard_rows(cache->num_items_, shard, shards);
+      std::vector<int64_t> shape = {rows};
+      shape.insert(shape.end(), row_shape.begin(), row_shape.end());
+      const auto file_name = shards == 1 ? entry["file"].get<std::string>() : entry["files"].at(shard).get<std::string>();
+      auto mapping = map_file((folder / file_name).string(), static_cast<size_t>(rows * row_count) * 2);
+      views.push_back(rows * row_count == 0 ? at::empty(shape, at::kBFloat16)
+                                            : at::from_blob(mapping->address, shape, at::kBFloat16));
+      cache->mappings_.push_back(std::move(mapping));
+    }
   }
   return cache;
 }
@@ -186,8 +202,11 @@ std::unique_ptr<FeatureCache> FeatureCache::open(const std::string& root, const 
 std::unique_ptr<FeatureCache> FeatureCache::build(const std::string& root, const FeatureCacheKey& key,
                                                   const std::set<std::string>& names, const Dataset& dataset,
                                                   const ImageTransform& transform, const FeatureExtractor& extractor,
-                                                  LoaderOptions loader_options, bool show_progress) {
+                                                  LoaderOptions loader_options, bool show_progress,
+                                                  Communicator& communicator) {
+  // Every rank sees the same folder, so every rank takes the same branch here.
   if (auto cache = open(root, key, names)) return cache;
+  const int rank = communicator.rank(), world_size = communicator.world_size();
   const fs::path folder = fs::path(root) / key.digest();
   ensure_directory(folder.string());
   auto manifest = read_manifest(folder);
@@ -198,52 +217,83 @@ std::unique_ptr<FeatureCache> FeatureCache::build(const std::string& root, const
   const FeatureExtractor pass = extractor.with_names(missing);
   loader_options.shuffle = false;
   loader_options.drop_last = false;
-  loader_options.rank = 0;
-  loader_options.world_size = 1;
+  loader_options.rank = rank;
+  loader_options.world_size = world_size;
   BatchLoader loader(dataset, transform, loader_options);
   loader.start_epoch(0);
   std::map<std::string, std::unique_ptr<RowWriter>> writers;
   std::map<std::string, std::vector<int64_t>> row_shapes;
-  for (const auto& name : missing) writers[name] = std::make_unique<RowWriter>(folder / file_name_of(name));
-  RowWriter label_writer(folder / "labels.i64");
+  for (const auto& name : missing) writers[name] = std::make_unique<RowWriter>(folder / file_name_of(name, rank, world_size));
+  std::vector<at::Tensor> labels;
   ProgressOptions progress_options;
-  progress_options.enabled = show_progress;
-  Progress progress("extract " + key.split, loader.num_items(), progress_options);
-  int64_t expected_index = 0;
+  progress_options.enabled = show_progress && rank == 0;
+  Progress progress("extract " + key.split + (world_size > 1 ? " (rank 0 of " + std::to_string(world_size) + ")" : ""),
+                    loader.num_items(), progress_options);
+  int64_t expected_index = rank, seen = 0;
   while (auto batch = loader.next()) {
-    // Rows are stored in dataset order: check that the loader kept it (no item skipped).
+    // Rows are stored in shard order: check that the loader kept it (no item skipped).
     const auto indices = batch->indices;
-    if (indices.size(0) == 0 || indices[0].item<int64_t>() != expected_index) {
+    const auto expected = at::arange(expected_index, expected_index + indices.size(0) * world_size, world_size, at::kLong);
+    if (indices.size(0) == 0 || !at::equal(indices, expected)) {
       throw BadInput(dataset.describe() + ": cached extraction needs every item in order (item " +
                      std::to_string(expected_index) + " missing)");
     }
-    expected_index += indices.size(0);
+    expected_index += indices.size(0) * world_size;
+    seen += indices.size(0);
     const auto features = pass(batch->images);
     for (const auto& [name, tensor] : features) {
       row_shapes[name] = tensor.sizes().slice(1).vec();
       writers[name]->write(tensor.to(at::kBFloat16));
     }
-    label_writer.write(batch->labels.to(at::kLong));
+    labels.push_back(batch->labels.to(at::kLong));
     progress.advance(indices.size(0));
   }
   progress.finish();
-  if (expected_index != dataset.size()) {
-    throw BadInput(dataset.describe() + ": extraction saw " + std::to_string(expected_index) + " of " +
-                   std::to_string(dataset.size()) + " items");
+  if (seen != shard_rows(dataset.size(), rank, world_size)) {
+    throw BadInput(dataset.describe() + ": extraction saw " + std::to_string(seen) + " of " +
+                   std::to_string(shard_rows(dataset.size(), rank, world_size)) + " items");
   }
   for (auto& [name, writer] : writers) writer->commit();
-  label_writer.commit();
-  if (manifest.is_null()) {
-    manifest = {{"key", key.to_json()}, {"features", nlohmann::json::object()}};
+  // Labels in dataset order, from every rank's shard.
+  auto local_labels = labels.empty() ? at::zeros({0}, at::kLong) : at::cat(labels);
+  const auto positions = at::arange(rank, rank + local_labels.size(0) * world_size, world_size, at::kLong);
+  const auto all_labels = all_gather_rows(communicator, local_labels, positions, dataset.size());
+  if (world_size > 1 && missing.size() > 0) {
+    // A rank with no item of the dataset never learns the row shape: take it from the others.
+    for (const auto& name : missing) {
+      auto shape = at::zeros({8}, at::kLong);
+      if (row_shapes.count(name)) {
+        shape[0] = static_cast<int64_t>(row_shapes[name].size()) + 1;
+        for (size_t i = 0; i < row_shapes[name].size(); ++i) shape[static_cast<int64_t>(i) + 1] = row_shapes[name][i];
+      }
+      if (rank != 0) shape.zero_();
+      communicator.all_reduce_sum(shape);
+      row_shapes[name].clear();
+      for (int64_t i = 1; i < shape[0].item<int64_t>(); ++i) row_shapes[name].push_back(shape[i].item<int64_t>());
+    }
   }
-  manifest["num_items"] = dataset.size();
-  manifest["num_classes"] = dataset.num_classes();
-  manifest["class_names"] = dataset.class_names();
-  manifest["dataset"] = dataset.describe();
-  for (const auto& name : missing) {
-    manifest["features"][name] = {{"file", file_name_of(name)}, {"dtype", "bf16"}, {"row_shape", row_shapes[name]}};
+  communicator.barrier();  // every shard is in place
+  if (rank == 0) {
+    RowWriter label_writer(folder / "labels.i64");
+    label_writer.write(all_labels);
+    label_writer.commit();
+    if (manifest.is_null()) manifest = {{"key", key.to_json()}, {"features", nlohmann::json::object()}};
+    manifest["num_items"] = dataset.size();
+    manifest["num_classes"] = dataset.num_classes();
+    manifest["class_names"] = dataset.class_names();
+    manifest["dataset"] = dataset.describe();
+    for (const auto& name : missing) {
+      nlohmann::json entry = {{"file", file_name_of(name)}, {"dtype", "bf16"}, {"row_shape", row_shapes[name]},
+                              {"shards", world_size}};
+      if (world_size > 1) {
+        entry["files"] = nlohmann::json::array();
+        for (int shard = 0; shard < world_size; ++shard) entry["files"].push_back(file_name_of(name, shard, world_size));
+      }
+      manifest["features"][name] = entry;
+    }
+    write_file_atomically((folder / "manifest.json").string(), [&](std::ostream& out) { out << manifest.dump(2) << "\n"; });
   }
-  write_file_atomically((folder / "manifest.json").string(), [&](std::ostream& out) { out << manifest.dump(2) << "\n"; });
+  communicator.barrier();  // the manifest is in place
   auto cache = open(root, key, names);
   if (!cache) throw IoError(folder.string() + ": cached features cannot be read back");
   return cache;
@@ -255,7 +305,22 @@ FeatureMap FeatureCache::gather(const at::Tensor& indices, const std::set<std::s
   for (const auto& name : names) {
     const auto found = features_.find(name);
     if (found == features_.end()) throw BadInput(folder_ + ": feature '" + name + "' is not cached");
-    out[name] = found->second.index_select(0, indices).to(device, at::kFloat);
+    const auto& shards = found->second;
+    if (shards.size() == 1) {
+      out[name] = shards.front().index_select(0, indices).to(device, at::kFloat);
+      continue;
+    }
+    const auto world = static_cast<int64_t>(shards.size());
+    auto sizes = shards.front().sizes().vec();
+    sizes[0] = indices.size(0);
+    auto rows = at::empty(sizes, at::kBFloat16);
+    const auto owner = indices.remainder(world), row = indices.div(world, "floor");
+    for (int64_t shard = 0; shard < world; ++shard) {
+      const auto positions = owner.eq(shard).nonzero().reshape({-1});
+      if (positions.numel() == 0) continue;
+      rows.index_copy_(0, positions, shards[static_cast<size_t>(shard)].index_select(0, row.index_select(0, positions)));
+    }
+    out[name] = rows.to(device, at::kFloat);
   }
   return out;
 }
@@ -269,7 +334,7 @@ CachedFeatures::CachedFeatures(const FeatureCache& cache, std::set<std::string> 
 
 void CachedFeatures::start_epoch(int64_t epoch) {
   order_ = epoch_order(cache_.size(), options_, epoch);
-  if (options_.drop_last) order_.resize(order_.size() - order_.size() % static_cast<size_t>(options_.batch_size));
+  trim_to_full_batches(order_, cache_.size(), options_);
   position_ = 0;
 }
 

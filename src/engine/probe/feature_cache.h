@@ -6,6 +6,9 @@
 //   manifest.json     the key, num_items, num_classes, class names, and per feature its file and row shape
 //   labels.i64        int64 little-endian labels (num_items)
 //   <feature>.bf16    bfloat16 little-endian rows (num_items, row shape...), ':' in names written as '_'
+//   <feature>.R-of-W.bf16  instead, when W ranks extracted the feature together (issue 8): rank R's rows,
+//                     items R, R + W, R + 2W, ... in that order; the manifest's "shards" says W. Any world size
+//                     reads any entry: row i lives in shard i % W at position i / W.
 // Features are written under temporary names and renamed when complete; the manifest is rewritten last, so
 // a killed extraction leaves no entry that claims features it does not have. Features missing from an
 // entry are added by the next run that needs them.
@@ -21,6 +24,7 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "data/transforms.h"
+#include "dist/communicator.h"
 #include "probe/feature_source.h"
 
 namespace vitprobe {
@@ -59,11 +63,14 @@ class FeatureCache {
                                             const std::set<std::string>& names);
 
   /// Runs `extractor` over `dataset` with the eval `transform` (in dataset order) and stores the features of
-  /// `names` that the entry lacks; returns the opened entry. `show_progress` reports on stderr.
+  /// `names` that the entry lacks; returns the opened entry. `show_progress` reports on stderr. With a
+  /// distributed `communicator` every rank extracts and writes its shard (ROOT must be shared by the ranks),
+  /// rank 0 writes the labels and the manifest, and every rank returns the opened entry.
   static std::unique_ptr<FeatureCache> build(const std::string& root, const FeatureCacheKey& key,
                                              const std::set<std::string>& names, const Dataset& dataset,
                                              const ImageTransform& transform, const FeatureExtractor& extractor,
-                                             LoaderOptions loader, bool show_progress);
+                                             LoaderOptions loader, bool show_progress,
+                                             Communicator& communicator = single_process());
 
   int64_t size() const { return num_items_; }
   int64_t num_classes() const { return num_classes_; }
@@ -81,7 +88,7 @@ class FeatureCache {
   int64_t num_items_ = 0;
   int64_t num_classes_ = 0;
   at::Tensor labels_;
-  std::map<std::string, at::Tensor> features_;       // bf16 views of the mapped files
+  std::map<std::string, std::vector<at::Tensor>> features_;  // bf16 views of the mapped files, one per shard
   std::vector<std::shared_ptr<void>> mappings_;      // keep the files mapped while the views live
 };
 

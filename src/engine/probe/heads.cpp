@@ -11,6 +11,10 @@
 #include "data/random.h"
 
 namespace vitprobe {
+
+namespace {
+constexpr double kBatchNormMomentum = 0.1, kBatchNormEps = 1e-6;  // torch.nn.BatchNorm1d(eps=1e-6) of MAE's head
+}  // namespace
 namespace {
 
 // Seeds of the two independent draws of a head (the pooling, the linear layer).
@@ -69,9 +73,47 @@ at::Tensor ProbeHead::pool(const FeatureMap& features) const {
 
 at::Tensor ProbeHead::forward(const FeatureMap& features, bool training) {
   const auto pooled = pool(features);
-  // A distributed run (issue 8) replaces these batch statistics with ones all-reduced over ranks (SyncBN).
-  const auto normalised = at::batch_norm(pooled, {}, {}, running_mean_, running_var_, training, 0.1, 1e-6, false);
+  const auto normalised = at::batch_norm(pooled, {}, {}, running_mean_, running_var_, training, kBatchNormMomentum,
+                                         kBatchNormEps, false);
   return at::linear(normalised, linear_weight_, linear_bias_);
+}
+
+at::Tensor ProbeHead::classify(const at::Tensor& pooled, const at::Tensor& mean, const at::Tensor& variance, double count) {
+  const auto normalised = ((pooled.to(mean.scalar_type()) - mean) * at::rsqrt(variance + kBatchNormEps)).to(pooled.scalar_type());
+  {
+    at::NoGradGuard no_grad;
+    const auto unbiased = variance.detach() * (count / std::max(1.0, count - 1));
+    running_mean_.mul_(1 - kBatchNormMomentum).add_(mean.detach().to(running_mean_.scalar_type()), kBatchNormMomentum);
+    running_var_.mul_(1 - kBatchNormMomentum).add_(unbiased.to(running_var_.scalar_type()), kBatchNormMomentum);
+  }
+  return at::linear(normalised, linear_weight_, linear_bias_);
+}
+
+std::vector<at::Tensor> forward_synchronised(const std::vector<ProbeHead*>& heads, const FeatureMap& features,
+                                             Communicator& communicator) {
+  std::vector<at::Tensor> pooled, parts;
+  int64_t items = -1;
+  for (auto* head : heads) {
+    pooled.push_back(head->pool(features));
+    const auto wide = pooled.back().to(at::kDouble);
+    parts.push_back(wide.sum(0));
+    parts.push_back((wide * wide).sum(0));
+    items = pooled.back().size(0);
+  }
+  if (heads.empty()) return {};
+  parts.push_back(at::full({1}, static_cast<double>(items), at::kDouble));
+  const auto totals = differentiable_all_reduce_sum(at::cat(parts), communicator);
+  const double count = totals[-1].item<double>();
+  std::vector<at::Tensor> logits;
+  int64_t offset = 0;
+  for (size_t i = 0; i < heads.size(); ++i) {
+    const int64_t width = pooled[i].size(1);
+    const auto mean = totals.narrow(0, offset, width) / count;
+    const auto variance = (totals.narrow(0, offset + width, width) / count - mean * mean).clamp_min(0);
+    offset += 2 * width;
+    logits.push_back(heads[i]->classify(pooled[i], mean, variance, count));
+  }
+  return logits;
 }
 
 std::vector<NamedTensor> ProbeHead::parameters() const {

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/communicator.h"
 #include "probe/features.h"
 #include "probe/head_spec.h"
 #include "probe/poolers.h"
@@ -41,6 +42,9 @@ class ProbeHead {
   /// Logits (B, C). training: BatchNorm uses the batch statistics and updates its running ones
   /// (momentum 0.1, unbiased variance, as torch.nn.BatchNorm1d); otherwise the running statistics.
   at::Tensor forward(const FeatureMap& features, bool training);
+  /// Training forward with BatchNorm statistics given from outside (see forward_synchronised): normalises
+  /// `pooled` with the biased `variance`, updates the running statistics (unbiased over `count` items).
+  at::Tensor classify(const at::Tensor& pooled, const at::Tensor& mean, const at::Tensor& variance, double count);
 
   /// The learned pooling, or null for fixed aggregations.
   const LearnedPooling* learned_pooling() const { return pooling_.get(); }
@@ -66,6 +70,14 @@ class ProbeHead {
   at::Tensor running_mean_, running_var_;
   at::Tensor linear_weight_, linear_bias_;
 };
+
+/// Training logits of several heads whose BatchNorm uses the statistics of the global batch over all ranks,
+/// as torch.nn.SyncBatchNorm: one all-reduce of every head's (sum, sum of squares, count) in float64, whose
+/// backward sums the gradients over ranks (so each rank's loss reaches every rank's inputs). One collective
+/// for all heads; the caller must run one backward through all returned logits (every rank alike). With one
+/// rank it equals forward(features, true) of each head.
+std::vector<at::Tensor> forward_synchronised(const std::vector<ProbeHead*>& heads, const FeatureMap& features,
+                                             Communicator& communicator);
 
 /// Per-patch pooling weights of a head, for overlaying on the image (`vitprobe maps --heads-dir`):
 ///   abmilp, simpool -> (B, n_patches); ep:M -> (B, M, n_patches); mhca -> (B, encoder heads, n_patches);

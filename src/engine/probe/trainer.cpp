@@ -63,7 +63,8 @@ std::string HeadRun::name() const {
 
 ProbeTrainer::ProbeTrainer(const std::vector<HeadSpec>& specs, const TokenLayout& layout, int64_t num_classes,
                            TrainerOptions options, const at::Device& device, Communicator* communicator)
-    : options_(std::move(options)), layout_(layout), device_(device), communicator_(communicator ? communicator : &local_) {
+    : options_(std::move(options)), layout_(layout), device_(device), communicator_(communicator ? communicator : &single_process()) {
+  options_.world_size = communicator_->world_size();
   if (options_.base_lrs.empty()) throw BadInput("probe: no learning rate given");
   if (options_.epochs < 1) throw BadInput("probe: --epochs " + std::to_string(options_.epochs) + " must be >= 1");
   if (options_.accum_iter < 1) throw BadInput("probe: --accum-iter must be >= 1");
@@ -144,14 +145,34 @@ void ProbeTrainer::train_epoch(FeatureSource& source, int64_t epoch, const std::
       const double progress = static_cast<double>(epoch) + static_cast<double>(batch_index) / n_batches;
       for (size_t i = 0; i < runs_.size(); ++i) learning_rates[i] = schedule.at(progress, runs_[i].peak_lr);
     }
-    for (size_t i = 0; i < runs_.size(); ++i) {
+    if (communicator_->distributed()) {
+      // SyncBatchNorm couples the ranks: all heads' statistics travel in one collective, and one backward
+      // of the summed losses runs its gradient collective once (the heads' graphs are still disjoint).
       const auto start = std::chrono::steady_clock::now();
-      const auto logits = runs_[i].head->forward(batch->features, true);
-      const auto loss = at::cross_entropy_loss(logits, batch->labels);
-      (options_.accum_iter > 1 ? loss / options_.accum_iter : loss).backward();
-      const auto value = loss.detach();
-      loss_sums[i] = loss_sums[i].defined() ? loss_sums[i] + value : value;
-      runs_[i].seconds += seconds_since(start);
+      std::vector<ProbeHead*> heads;
+      for (auto& run : runs_) heads.push_back(run.head.get());
+      const auto logits = forward_synchronised(heads, batch->features, *communicator_);
+      at::Tensor total;
+      for (size_t i = 0; i < runs_.size(); ++i) {
+        const auto loss = at::cross_entropy_loss(logits[i], batch->labels);
+        const auto scaled = options_.accum_iter > 1 ? loss / options_.accum_iter : loss;
+        total = total.defined() ? total + scaled : scaled;
+        const auto value = loss.detach();
+        loss_sums[i] = loss_sums[i].defined() ? loss_sums[i] + value : value;
+      }
+      if (total.defined()) total.backward();
+      const double share = seconds_since(start) / static_cast<double>(std::max<size_t>(1, runs_.size()));
+      for (auto& run : runs_) run.seconds += share;
+    } else {
+      for (size_t i = 0; i < runs_.size(); ++i) {
+        const auto start = std::chrono::steady_clock::now();
+        const auto logits = runs_[i].head->forward(batch->features, true);
+        const auto loss = at::cross_entropy_loss(logits, batch->labels);
+        (options_.accum_iter > 1 ? loss / options_.accum_iter : loss).backward();
+        const auto value = loss.detach();
+        loss_sums[i] = loss_sums[i].defined() ? loss_sums[i] + value : value;
+        runs_[i].seconds += seconds_since(start);
+      }
     }
     ++batch_index;
     if (++pending == options_.accum_iter) {

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/communicator.h"
 #include "probe/feature_source.h"
 #include "probe/heads.h"
 #include "probe/optimizers.h"
@@ -67,23 +68,15 @@ struct HeadRun {
   std::string name() const;
 };
 
-/// Data-parallel hooks for a distributed run (issue 8); this single-process default does nothing. A c10d
-/// implementation sums over ranks; the trainer calls it with bucketed gradients before every optimizer step
-/// and with the evaluation counts, so every rank takes identical steps.
-class Communicator {
- public:
-  virtual ~Communicator() = default;
-  virtual int rank() const { return 0; }
-  virtual int world_size() const { return 1; }
-  /// Sums every tensor over ranks, in place.
-  virtual void all_reduce_sum(std::vector<at::Tensor>& tensors) { (void)tensors; }
-};
-
 /// Trains and evaluates all (head, lr) pairs of a run.
 class ProbeTrainer {
  public:
   /// One pair per spec (knn excluded) and base lr; pairs of the same head start from the same weights
   /// (seeded by options.seed and the head's position). Throws BadInput for an empty grid or unusable head.
+  /// With a distributed `communicator` (dist/communicator.h) every rank trains on its shard of each global
+  /// batch: the heads' BatchNorm uses statistics of the global batch, gradients are averaged over ranks in
+  /// buckets before every step, and losses and evaluation counts are summed, so all ranks take identical
+  /// steps and equal a single process given the whole global batch.
   ProbeTrainer(const std::vector<HeadSpec>& specs, const TokenLayout& layout, int64_t num_classes,
                TrainerOptions options, const at::Device& device, Communicator* communicator = nullptr);
 
@@ -112,7 +105,6 @@ class ProbeTrainer {
   TokenLayout layout_;
   at::Device device_;
   Communicator* communicator_;
-  Communicator local_;
   std::vector<HeadRun> runs_;
 };
 

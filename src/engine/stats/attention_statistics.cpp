@@ -165,6 +165,46 @@ void StatisticsAccumulator::add(int block, const BlockStatistics& values) {
   if (batch > 0) count_[index] += batch;
 }
 
+void StatisticsAccumulator::all_reduce(Communicator& communicator) {
+  if (!communicator.distributed()) return;
+  // Every moment of every statistic and block, in one fixed order on every rank.
+  struct Entry {
+    Moments* moments;
+    size_t block;
+    int64_t width;  // num_heads for per-head values, 1 for head means and magnitudes
+  };
+  std::vector<Entry> entries;
+  for (const auto& info : statistics_) {
+    for (size_t block = 0; block < static_cast<size_t>(depth_); ++block) {
+      if (info.per_head) entries.push_back({&heads_[info.name][block], block, num_heads_});
+      entries.push_back({&means_[info.name][block], block, 1});
+    }
+  }
+  const auto options = at::TensorOptions().dtype(at::kDouble);
+  std::vector<at::Tensor> sums = {at::tensor(std::vector<double>(count_.begin(), count_.end()), options)};
+  for (auto& entry : entries) {
+    if (!entry.moments->mean.defined()) {  // this rank saw no image
+      entry.moments->mean = at::zeros({entry.width}, options);
+      entry.moments->m2 = at::zeros({entry.width}, options);
+    }
+    sums.push_back(entry.moments->mean * static_cast<double>(count_[entry.block]));
+  }
+  communicator.all_reduce_sum(sums);
+  std::vector<at::Tensor> deviations;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    auto& entry = entries[i];
+    const double total = sums[0][static_cast<int64_t>(entry.block)].item<double>();
+    const auto global_mean = total > 0 ? sums[i + 1] / total : at::zeros_like(sums[i + 1]);
+    deviations.push_back(entry.moments->m2 + (entry.moments->mean - global_mean).pow(2) * static_cast<double>(count_[entry.block]));
+    entry.moments->mean = global_mean;
+  }
+  communicator.all_reduce_sum(deviations);
+  for (size_t i = 0; i < entries.size(); ++i) entries[i].moments->m2 = deviations[i];
+  for (size_t block = 0; block < count_.size(); ++block) {
+    count_[block] = static_cast<int64_t>(std::llround(sums[0][static_cast<int64_t>(block)].item<double>()));
+  }
+}
+
 std::map<std::string, StatisticSummary> StatisticsAccumulator::summarize() const {
   if (num_images() == 0) throw BadInput("attention statistics: no images were processed");
   for (int64_t count : count_) {

@@ -25,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include "dist/communicator.h"
+
 namespace vitprobe {
 
 /// Where the [cls] token, registers and patches sit in a token sequence ([cls], registers, patches).
@@ -81,6 +83,11 @@ class StatisticsAccumulator {
   /// Adds one batch of block `block` (values from compute_block_statistics). Every block must receive
   /// the same images.
   void add(int block, const BlockStatistics& values);
+
+  /// Merges the accumulators of every rank (each saw a disjoint shard) into each rank's, with Chan's formula:
+  /// two float64 all-reduces, first the counts and weighted sums, then the squared deviations about the
+  /// global mean. Every rank must call it; afterwards each holds the statistics of the whole dataset.
+  void all_reduce(Communicator& communicator);
 
   /// Images added to block 0.
   int64_t num_images() const { return count_.empty() ? 0 : count_.front(); }

@@ -56,7 +56,7 @@ nlohmann::json summary_json(const StatisticInfo& info, const StatisticSummary& s
 
 // Statistics of one model over the dataset, as its stats.json entry.
 nlohmann::json model_statistics(const std::string& file, const std::string& label, const Dataset& dataset,
-                                const AttnStatsOptions& options) {
+                                const AttnStatsOptions& options, Communicator& communicator) {
   const auto started = std::chrono::steady_clock::now();
   const LoadedModel model = load_model(file, options.load);
   const auto& config = model.encoder->config();
@@ -73,6 +73,8 @@ nlohmann::json model_statistics(const std::string& file, const std::string& labe
   pass.num_workers = options.num_workers;
   pass.progress = options.progress;
   pass.progress_label = "attn-stats " + label;
+  pass.rank = communicator.rank();
+  pass.world_size = communicator.world_size();
   run_dataset_pass(model, dataset, preprocess, request, pass, [&](const Batch&, ForwardResult& result) {
     for (int block = 0; block < config.depth; ++block) {
       accumulator.add(block, compute_block_statistics(result.attention.at(block), result.attention_branch_norms[block],
@@ -80,6 +82,7 @@ nlohmann::json model_statistics(const std::string& file, const std::string& labe
       result.attention.erase(block);  // frees the block's (B, heads, T, T) early
     }
   });
+  accumulator.all_reduce(communicator);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
   nlohmann::json statistics = nlohmann::json::object();
@@ -203,6 +206,7 @@ nlohmann::json run_attn_stats_job(const AttnStatsOptions& options) {
   if (options.batch_size < 0) throw BadInput("--batch-size " + std::to_string(options.batch_size) + ": must be >= 0");
   const auto labels = model_labels(options.models, options.labels);
   const auto dataset = open_analysis_dataset(options.data, options.class_names);
+  const auto communicator = connect(resolve_dist_options(options.dist));
 
   nlohmann::json summary;
   summary["command"] = "attn-stats";
@@ -225,7 +229,7 @@ nlohmann::json run_attn_stats_job(const AttnStatsOptions& options) {
   summary["statistic_names"] = names;
   summary["models"] = nlohmann::json::array();
   for (size_t index = 0; index < options.models.size(); ++index) {
-    summary["models"].push_back(model_statistics(options.models[index], labels[index], *dataset, options));
+    summary["models"].push_back(model_statistics(options.models[index], labels[index], *dataset, options, *communicator));
   }
 
   // Everything is computed before the first file is written: a failure above leaves no output behind.
@@ -237,6 +241,8 @@ nlohmann::json run_attn_stats_job(const AttnStatsOptions& options) {
                         {"panels", figure.panels.size()}};
   summary["files"] = {kStatsJson, kStatsCsv, png, svg};
   const std::string csv = attention_stats_csv(summary);
+  if (communicator->distributed()) summary["world_size"] = communicator->world_size();
+  if (!communicator->is_main()) return summary;  // rank 0 writes
 
   ensure_directory(options.out_dir);
   const std::filesystem::path out(options.out_dir);

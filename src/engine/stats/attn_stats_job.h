@@ -9,6 +9,7 @@
 
 #include "checkpoint/loader.h"
 #include "data/dataset.h"
+#include "dist/process_group.h"
 #include "jobs/preprocess_settings.h"
 #include "report/plot.h"
 
@@ -27,6 +28,7 @@ struct AttnStatsOptions {
   int num_workers = 2;
   bool std_bands = false;           // shade mean +- std over images in the figure
   bool progress = true;
+  DistOptions dist;                 // several ranks: each runs a shard, statistics are merged, rank 0 writes
 };
 
 /// Output file names inside the output folder.

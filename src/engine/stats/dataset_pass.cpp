@@ -28,9 +28,11 @@ void run_dataset_pass(const LoadedModel& model, const Dataset& dataset, const Pr
   LoaderOptions loader_options;
   loader_options.batch_size = options.batch_size;
   loader_options.num_workers = options.num_workers;
+  loader_options.rank = options.rank;
+  loader_options.world_size = options.world_size;
   BatchLoader loader(dataset, ImageTransform(transform), loader_options);
   ProgressOptions progress_options;
-  progress_options.enabled = options.progress;
+  progress_options.enabled = options.progress && options.rank == 0;
   Progress progress(options.progress_label, loader.num_items(), progress_options);
   loader.start_epoch(0);
   while (auto batch = loader.next()) {

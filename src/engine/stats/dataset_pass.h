@@ -22,9 +22,10 @@ struct DatasetPassOptions {
   int num_workers = 2;
   bool progress = true;        // a progress bar (or log lines) on stderr
   std::string progress_label;  // e.g. "attn-stats mae"
+  int rank = 0, world_size = 1; // this rank's shard: items rank, rank + world_size, ... (data/loader.h)
 };
 
-/// Runs every item of `dataset`, in order, through `model` with the eval transform `preprocess`, and calls
+/// Runs every item of `dataset` (of this rank's shard), in order, through `model` with the eval transform `preprocess`, and calls
 /// `consume(batch, result)` once per batch (the result may be modified, e.g. to release memory early).
 void run_dataset_pass(const LoadedModel& model, const Dataset& dataset, const PreprocessOptions& preprocess,
                       const ForwardRequest& request, const DatasetPassOptions& options,

@@ -1,0 +1,167 @@
+// The only file that sees c10d and Gloo (compiled with USE_C10D_GLOO, see src/engine/CMakeLists.txt).
+#include "dist/process_group.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <thread>
+
+#include "common/errors.h"
+
+namespace vitprobe {
+
+namespace {
+
+int env_int(const char* name, int fallback) {
+  const char* value = std::getenv(name);
+  if (!value || !*value) return fallback;
+  char* end = nullptr;
+  const long parsed = std::strtol(value, &end, 10);
+  if (*end != '\0') throw BadInput(std::string("environment variable ") + name + "='" + value + "' is not an integer");
+  return static_cast<int>(parsed);
+}
+
+std::string env_text(const char* name) {
+  const char* value = std::getenv(name);
+  return value ? value : "";
+}
+
+std::string seconds_text(double seconds) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g s", seconds);
+  return text;
+}
+
+std::string error_text(const std::exception& error) {
+  if (const auto* c10_error = dynamic_cast<const c10::Error*>(&error)) {
+    const std::string text = c10_error->what_without_backtrace();
+    return text.substr(0, text.find('\n'));
+  }
+  const std::string text = error.what();
+  return text.substr(0, text.find('\n'));
+}
+
+class GlooCommunicator final : public Communicator {
+ public:
+  GlooCommunicator(const DistOptions& options, const std::string& host, int port)
+      : rank_(options.rank), world_size_(options.world_size),
+        timeout_(std::chrono::milliseconds(static_cast<int64_t>(options.timeout_s * 1000))) {
+    const std::string where = host + ":" + std::to_string(port);
+    try {
+      c10d::TCPStoreOptions store_options;
+      store_options.port = static_cast<uint16_t>(port);
+      store_options.isServer = rank_ == 0;
+      store_options.numWorkers = static_cast<size_t>(world_size_);
+      store_options.waitWorkers = true;
+      store_options.timeout = timeout_;
+      store_ = c10::make_intrusive<c10d::TCPStore>(host, store_options);
+      auto group_options = c10d::ProcessGroupGloo::Options::create(timeout_);
+      const bool loopback = host == "127.0.0.1" || host == "localhost";
+      group_options->devices.push_back(loopback ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                                : c10d::ProcessGroupGloo::createDefaultDevice());
+      group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, rank_, world_size_, group_options);
+    } catch (const std::exception& error) {
+      throw IoError("distributed: rank " + std::to_string(rank_) + " of " + std::to_string(world_size_) +
+                    " could not join the run at " + where + " within " + seconds_text(options.timeout_s) +
+                    ": " + error_text(error));
+    }
+  }
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_size_; }
+  uint64_t bytes_reduced() const override { return bytes_; }
+  uint64_t collectives() const override { return calls_; }
+
+  void all_reduce_sum(std::vector<at::Tensor>& tensors) override {
+    // One flat buffer per dtype: Gloo's allreduce takes one tensor per device, not a list of parameters.
+    std::map<at::ScalarType, std::vector<size_t>> by_dtype;
+    for (size_t i = 0; i < tensors.size(); ++i) by_dtype[tensors[i].scalar_type()].push_back(i);
+    for (const auto& [dtype, members] : by_dtype) {
+      std::vector<at::Tensor> flat_parts;
+      for (auto i : members) flat_parts.push_back(tensors[i].detach().to(at::kCPU).reshape({-1}));
+      std::vector<at::Tensor> buffer = {flat_parts.size() == 1 ? flat_parts[0].clone() : at::cat(flat_parts)};
+      run("all-reduce", [&] { return group_->allreduce(buffer); });
+      bytes_ += static_cast<uint64_t>(buffer[0].nbytes());
+      int64_t offset = 0;
+      for (auto i : members) {
+        const auto count = tensors[i].numel();
+        tensors[i].detach().copy_(buffer[0].slice(0, offset, offset + count).view(tensors[i].sizes()));
+        offset += count;
+      }
+    }
+  }
+
+  void barrier() override {
+    run("barrier", [&] { return group_->barrier(); });
+  }
+
+ private:
+  template <typename Start>
+  void run(const char* what, Start start) {
+    ++calls_;
+    try {
+      auto work = start();
+      if (!work->wait(timeout_)) throw std::runtime_error("timed out");
+    } catch (const std::exception& error) {
+      throw IoError("distributed: rank " + std::to_string(rank_) + ": " + what + " failed (a peer process died, " +
+                    "was killed or did not answer within " + seconds_text(timeout_.count() / 1000.0) + "): " +
+                    error_text(error));
+    }
+  }
+
+  int rank_, world_size_;
+  std::chrono::milliseconds timeout_;
+  c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
+  uint64_t bytes_ = 0, calls_ = 0;
+};
+
+}  // namespace
+
+DistOptions resolve_dist_options(DistOptions options) {
+  if (options.world_size < 0) options.world_size = env_int("WORLD_SIZE", 1);
+  if (options.rank < 0) options.rank = env_int("RANK", 0);
+  if (options.master.empty() && options.world_size > 1) {
+    const auto address = env_text("MASTER_ADDR"), port = env_text("MASTER_PORT");
+    if (!address.empty() || !port.empty()) options.master = (address.empty() ? "127.0.0.1" : address) + ":" + (port.empty() ? "29500" : port);
+  }
+  if (options.world_size < 1) throw BadInput("--world-size " + std::to_string(options.world_size) + " must be >= 1");
+  if (options.rank < 0 || options.rank >= options.world_size) {
+    throw BadInput("--rank " + std::to_string(options.rank) + " is not in [0, world size " +
+                   std::to_string(options.world_size) + ")");
+  }
+  if (!(options.timeout_s > 0)) throw BadInput("--dist-timeout must be > 0 seconds");
+  if (options.world_size > 1 && options.master.empty()) {
+    throw BadInput("a distributed run (world size " + std::to_string(options.world_size) +
+                   ") needs --master ADDR:PORT or MASTER_ADDR and MASTER_PORT");
+  }
+  return options;
+}
+
+std::unique_ptr<Communicator> connect(const DistOptions& options) {
+  if (options.world_size <= 1) return std::make_unique<Communicator>();
+  const auto colon = options.master.rfind(':');
+  if (colon == std::string::npos || colon == 0) throw BadInput("--master '" + options.master + "': expected ADDR:PORT");
+  const std::string host = options.master.substr(0, colon), port_text = options.master.substr(colon + 1);
+  char* end = nullptr;
+  const long port = std::strtol(port_text.c_str(), &end, 10);
+  if (port_text.empty() || *end != '\0' || port < 1 || port > 65535) {
+    throw BadInput("--master '" + options.master + "': the port must be in 1..65535");
+  }
+  return std::make_unique<GlooCommunicator>(options, host, static_cast<int>(port));
+}
+
+int default_threads_per_process() {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int local = std::max(1, env_int("LOCAL_WORLD_SIZE", 1));
+  return std::max(1, cores / local);
+}
+
+}  // namespace vitprobe

@@ -1,0 +1,107 @@
+"""Failure behaviour of distributed runs (issue 8): no rank hangs when another dies or never comes.
+
+1. Two ranks started by hand (torchrun variables); rank 1 is killed with SIGKILL mid-training: rank 0 must exit
+   non-zero within 60 s with a one-line error naming the failed collective.
+2. `vitprobe launch -n 2`: one rank is killed: launch stops the other and exits non-zero within 60 s.
+3. Rank 1 of 2 alone (rank 0 never starts), --dist-timeout 5: it exits non-zero within 60 s saying it could not join.
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dist_common import BIN, MAE, WORK  # noqa: E402
+
+LIMIT_S = 60
+work = os.path.join(WORK, "failure")
+shutil.rmtree(work, ignore_errors=True)
+os.makedirs(work)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def long_probe(out, timeout=300):
+    # Online probing for many epochs: far longer than the test waits.
+    return ["probe", "--model", MAE, "--data", "fashion-mnist", "--limit", "960", "--val-limit", "100",
+            "--features", "online", "--heads", "cls,abmilp", "--lrs", "0.1", "--epochs", "200", "--batch", "16",
+            "--threads", "1", "--dist-timeout", str(timeout), "--out", os.path.join(work, out)]
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def wait_for(process, started, label):
+    try:
+        _, err = process.communicate(timeout=LIMIT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        sys.exit(f"FAIL {label}: still running {LIMIT_S} s after the failure (hang)")
+    seconds = time.monotonic() - started
+    if process.returncode == 0:
+        sys.exit(f"FAIL {label}: exited 0 after the failure")
+    last = [line for line in err.strip().splitlines() if line.strip()][-1] if err.strip() else ""
+    print(f"{label}: exit {process.returncode} after {seconds:.1f} s: {last}")
+    return last
+
+
+def wait_until_training(process, marker_dir, label):
+    # Rank 0 writes the resume state after its first epoch; before that, wait for progress on stderr is not
+    # possible without blocking, so give the ranks time to join and start (and check they are alive).
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"FAIL {label}: a rank ended before the failure was injected (exit {process.returncode})")
+        if os.path.exists(os.path.join(marker_dir, "resume", "state.json")):
+            return
+        time.sleep(0.5)
+    sys.exit(f"FAIL {label}: the run did not complete an epoch within 120 s")
+
+
+# 1. Ranks started by hand; kill rank 1.
+port = free_port()
+env = clean_env(WORLD_SIZE=2, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, LOCAL_WORLD_SIZE=2)
+ranks = [subprocess.Popen([BIN] + long_probe("manual"), env=dict(env, RANK=str(rank)), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True) for rank in range(2)]
+wait_until_training(ranks[0], os.path.join(work, "manual"), "manual ranks")
+ranks[1].send_signal(signal.SIGKILL)
+started = time.monotonic()
+ranks[1].wait()
+message = wait_for(ranks[0], started, "rank 0 after rank 1 was killed")
+if "distributed" not in message:
+    sys.exit(f"FAIL: rank 0's error does not say what failed: {message}")
+
+# 2. Through launch; kill one of its ranks.
+launcher = subprocess.Popen([BIN, "launch", "-n", "2", "--grace", "5", "--"] + long_probe("launched"),
+                            env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+wait_until_training(launcher, os.path.join(work, "launched"), "launch")
+children = subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True).stdout.split()
+if len(children) != 2:
+    sys.exit(f"FAIL: launch should have 2 child processes, found {children}")
+os.kill(int(children[-1]), signal.SIGKILL)
+started = time.monotonic()
+message = wait_for(launcher, started, "launch after one rank was killed")
+if "rank" not in message:
+    sys.exit(f"FAIL: launch does not say which rank failed: {message}")
+for child in children:
+    if os.path.exists(f"/proc/{child}") and open(f"/proc/{child}/stat").read().split()[2] != "Z":
+        sys.exit(f"FAIL: rank process {child} still runs after launch exited")
+
+# 3. A rank whose peers never come.
+alone = subprocess.Popen([BIN] + long_probe("alone", timeout=5) + ["--rank", "1", "--world-size", "2", "--master",
+                         f"127.0.0.1:{free_port()}"],
+                         env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+message = wait_for(alone, time.monotonic(), "rank 1 without rank 0")
+if "could not join" not in message:
+    sys.exit(f"FAIL: the error does not say the rank could not join: {message}")
+print("PASS")
