@@ -64,8 +64,11 @@ class GlooCommunicator final : public Communicator {
       store_ = c10::make_intrusive<c10d::TCPStore>(host, store_options);
       auto group_options = c10d::ProcessGroupGloo::Options::create(timeout_);
       const bool loopback = host == "127.0.0.1" || host == "localhost";
-      group_options->devices.push_back(loopback ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                                                : c10d::ProcessGroupGloo::createDefaultDevice());
+      // As PyTorch: GLOO_SOCKET_IFNAME names the interface; else the one this host's name resolves to.
+      const std::string interface = env_text("GLOO_SOCKET_IFNAME");
+      group_options->devices.push_back(!interface.empty() ? c10d::ProcessGroupGloo::createDeviceForInterface(interface)
+                                       : loopback         ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                                          : c10d::ProcessGroupGloo::createDefaultDevice());
       group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, rank_, world_size_, group_options);
     } catch (const std::exception& error) {
       throw IoError("distributed: rank " + std::to_string(rank_) + " of " + std::to_string(world_size_) +
