@@ -4,6 +4,7 @@
    non-zero within 60 s with a one-line error naming the failed collective.
 2. `vitprobe launch -n 2`: one rank is killed: launch stops the other and exits non-zero within 60 s.
 3. Rank 1 of 2 alone (rank 0 never starts), --dist-timeout 5: it exits non-zero within 60 s saying it could not join.
+4. `vitprobe launch` refuses commands that do not run distributed, and forwards SIGTERM to its ranks.
 """
 import os
 import shutil
@@ -41,15 +42,25 @@ def clean_env(**extra):
     return env
 
 
-def wait_for(process, started, label):
+def start(args, label, **env):
+    """Starts vitprobe with stderr going to a file (never a pipe that could fill up)."""
+    log = open(os.path.join(work, label + ".stderr"), "w+")
+    process = subprocess.Popen([BIN] + args, env=clean_env(**env), stdout=subprocess.DEVNULL, stderr=log, text=True)
+    process.log = log
+    return process
+
+
+def wait_for(process, started, label, expected_code):
     try:
-        _, err = process.communicate(timeout=LIMIT_S)
+        process.wait(timeout=LIMIT_S)
     except subprocess.TimeoutExpired:
         process.kill()
         sys.exit(f"FAIL {label}: still running {LIMIT_S} s after the failure (hang)")
     seconds = time.monotonic() - started
-    if process.returncode == 0:
-        sys.exit(f"FAIL {label}: exited 0 after the failure")
+    process.log.seek(0)
+    err = process.log.read()
+    if process.returncode != expected_code:
+        sys.exit(f"FAIL {label}: exit code {process.returncode}, expected {expected_code}: {err[-1000:]}")
     last = [line for line in err.strip().splitlines() if line.strip()][-1] if err.strip() else ""
     print(f"{label}: exit {process.returncode} after {seconds:.1f} s: {last}")
     return last
@@ -70,38 +81,54 @@ def wait_until_training(process, marker_dir, label):
 
 # 1. Ranks started by hand; kill rank 1.
 port = free_port()
-env = clean_env(WORLD_SIZE=2, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, LOCAL_WORLD_SIZE=2)
-ranks = [subprocess.Popen([BIN] + long_probe("manual"), env=dict(env, RANK=str(rank)), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True) for rank in range(2)]
+ranks = [start(long_probe("manual"), f"manual-{rank}", WORLD_SIZE=2, MASTER_ADDR="127.0.0.1", MASTER_PORT=port,
+               LOCAL_WORLD_SIZE=2, RANK=rank) for rank in range(2)]
 wait_until_training(ranks[0], os.path.join(work, "manual"), "manual ranks")
 ranks[1].send_signal(signal.SIGKILL)
 started = time.monotonic()
 ranks[1].wait()
-message = wait_for(ranks[0], started, "rank 0 after rank 1 was killed")
-if "distributed" not in message:
+message = wait_for(ranks[0], started, "rank 0 after rank 1 was killed", 3)  # IoError
+if "distributed: rank 0" not in message:
     sys.exit(f"FAIL: rank 0's error does not say what failed: {message}")
 
 # 2. Through launch; kill one of its ranks.
-launcher = subprocess.Popen([BIN, "launch", "-n", "2", "--grace", "5", "--"] + long_probe("launched"),
-                            env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+launcher = start(["launch", "-n", "2", "--grace", "5", "--"] + long_probe("launched"), "launched")
 wait_until_training(launcher, os.path.join(work, "launched"), "launch")
 children = subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True).stdout.split()
 if len(children) != 2:
     sys.exit(f"FAIL: launch should have 2 child processes, found {children}")
 os.kill(int(children[-1]), signal.SIGKILL)
 started = time.monotonic()
-message = wait_for(launcher, started, "launch after one rank was killed")
-if "rank" not in message:
+message = wait_for(launcher, started, "launch after one rank was killed", 128 + signal.SIGKILL)
+if "vitprobe launch: rank" not in message:
     sys.exit(f"FAIL: launch does not say which rank failed: {message}")
-for child in children:
-    if os.path.exists(f"/proc/{child}") and open(f"/proc/{child}/stat").read().split()[2] != "Z":
-        sys.exit(f"FAIL: rank process {child} still runs after launch exited")
+
+
+def no_rank_left(children, label):
+    for child in children:
+        if os.path.exists(f"/proc/{child}") and open(f"/proc/{child}/stat").read().split()[2] != "Z":
+            sys.exit(f"FAIL {label}: rank process {child} still runs after launch exited")
+
+
+no_rank_left(children, "killed rank")
 
 # 3. A rank whose peers never come.
-alone = subprocess.Popen([BIN] + long_probe("alone", timeout=5) + ["--rank", "1", "--world-size", "2", "--master",
-                         f"127.0.0.1:{free_port()}"],
-                         env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-message = wait_for(alone, time.monotonic(), "rank 1 without rank 0")
+alone = start(long_probe("alone", timeout=5) + ["--rank", "1", "--world-size", "2", "--master",
+                                                f"127.0.0.1:{free_port()}"], "alone")
+message = wait_for(alone, time.monotonic(), "rank 1 without rank 0", 3)
 if "could not join" not in message:
     sys.exit(f"FAIL: the error does not say the rank could not join: {message}")
+
+# 4. launch refuses a command that does not run distributed, and passes SIGTERM on to its ranks.
+refused = start(["launch", "-n", "2", "--", "evaluate", "--heads", "x", "--model", MAE, "--data", "fashion-mnist"],
+                "refused")
+message = wait_for(refused, time.monotonic(), "launch of evaluate", 2)
+if "does not run distributed" not in message:
+    sys.exit(f"FAIL: unexpected refusal message: {message}")
+launcher = start(["launch", "-n", "2", "--grace", "5", "--"] + long_probe("terminated"), "terminated")
+wait_until_training(launcher, os.path.join(work, "terminated"), "launch before SIGTERM")
+children = subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True).stdout.split()
+launcher.send_signal(signal.SIGTERM)
+message = wait_for(launcher, time.monotonic(), "launch after SIGTERM", 128 + signal.SIGTERM)
+no_rank_left(children, "SIGTERM")
 print("PASS")

@@ -60,6 +60,13 @@ def results_of(run_dir):
         return json.load(f)
 
 
+def weight_difference(reference_dir, other_dir):
+    """Largest absolute difference over every tensor of every saved head of two runs."""
+    a, b = heads_of(reference_dir), heads_of(other_dir)
+    return max(float(np.max(np.abs(values - b[name][tensor]))) for name in a for tensor, values in a[name].items()
+               if values.size)
+
+
 def compare_runs(reference_dir, other_dir, tolerance, label):
     """Fails unless both runs chose the same lr per head with equal accuracy and weights within tolerance."""
     reference, other = results_of(reference_dir), results_of(other_dir)

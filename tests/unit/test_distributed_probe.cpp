@@ -212,6 +212,12 @@ TEST(DistributedLoader, FullGlobalBatchesPartitionLikeOneProcess) {
       auto whole = epoch_order(n, single, 2);
       trim_to_full_batches(whole, n, single);
       const int64_t batches = static_cast<int64_t>(whole.size()) / single.batch_size;
+      for (int rank = 0; rank < world; ++rank) {  // every rank gets exactly the full global batches
+        options.rank = rank;
+        auto order = epoch_order(n, options, 2);
+        trim_to_full_batches(order, n, options);
+        EXPECT_EQ(static_cast<int64_t>(order.size()), batches * options.batch_size) << "n " << n << " world " << world;
+      }
       for (int64_t batch = 0; batch < batches; ++batch) {
         std::vector<int64_t> expected(whole.begin() + batch * single.batch_size, whole.begin() + (batch + 1) * single.batch_size);
         std::vector<int64_t> got;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -38,6 +39,10 @@ int free_local_port() {
 
 namespace {
 
+volatile std::sig_atomic_t received_signal = 0;
+
+void remember_signal(int signal) { received_signal = signal; }
+
 std::string self_executable() {
   char path[4096];
   const ssize_t length = ::readlink("/proc/self/exe", path, sizeof path - 1);
@@ -62,7 +67,10 @@ std::string describe_status(int status) {
 int launch_local(const LaunchOptions& options, const std::vector<std::string>& arguments) {
   if (arguments.empty()) throw BadInput("launch: no command given (vitprobe launch -n N -- SUBCOMMAND ...)");
   if (options.processes < 1) throw BadInput("launch: -n " + std::to_string(options.processes) + " must be >= 1");
-  if (arguments.front() == "launch") throw BadInput("launch: cannot launch 'launch'");
+  const std::string& command = arguments.front();
+  if (command != "probe" && command != "extract" && command != "attn-stats") {
+    throw BadInput("launch: '" + command + "' does not run distributed (probe, extract and attn-stats do)");
+  }
   const std::string executable = self_executable();
   const int port = options.master_port > 0 ? options.master_port : free_local_port();
   std::map<pid_t, int> ranks;  // running children
@@ -97,10 +105,25 @@ int launch_local(const LaunchOptions& options, const std::vector<std::string>& a
     }
     ranks[pid] = rank;
   }
+  // Like torchrun: SIGINT/SIGTERM/SIGHUP to launch go to every rank (no orphans when a scheduler stops it).
+  struct sigaction action {};
+  action.sa_handler = remember_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = 0;  // no SA_RESTART: waitpid returns EINTR
+  for (int signal : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(signal, &action, nullptr);
   int result = 0;
   bool stopping = false;
   auto stop_deadline = std::chrono::steady_clock::now();
   while (!ranks.empty()) {
+    if (received_signal != 0 && !stopping) {
+      const int signal = received_signal;
+      std::cerr << "vitprobe launch: got signal " << signal << " (" << strsignal(signal) << "); stopping " << ranks.size()
+                << " rank(s)\n";
+      for (const auto& [child, rank] : ranks) ::kill(child, signal);
+      result = 128 + signal;
+      stopping = true;
+      stop_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(options.grace_s * 1000));
+    }
     int status = 0;
     const pid_t pid = ::waitpid(-1, &status, stopping ? WNOHANG : 0);
     if (pid == 0) {  // stopping, nobody exited yet

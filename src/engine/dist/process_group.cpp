@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -70,6 +71,10 @@ class GlooCommunicator final : public Communicator {
                                        : loopback         ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
                                                           : c10d::ProcessGroupGloo::createDefaultDevice());
       group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, rank_, world_size_, group_options);
+      // Rank 0 hosts the store the others still read peer addresses from while they connect: nobody leaves
+      // the rendezvous (e.g. a job that then needs no collective) before every rank has joined.
+      auto joined = group_->barrier();
+      joined->wait(timeout_);
     } catch (const std::exception& error) {
       throw IoError("distributed: rank " + std::to_string(rank_) + " of " + std::to_string(world_size_) +
                     " could not join the run at " + where + " within " + seconds_text(options.timeout_s) +
@@ -150,6 +155,9 @@ DistOptions resolve_dist_options(DistOptions options) {
 
 std::unique_ptr<Communicator> connect(const DistOptions& options) {
   if (options.world_size <= 1) return std::make_unique<Communicator>();
+  // Gloo writes to sockets without MSG_NOSIGNAL: a peer that died would kill this rank with SIGPIPE before it
+  // can report the failure (CPython ignores SIGPIPE for PyTorch; a C++ program must do it itself).
+  std::signal(SIGPIPE, SIG_IGN);
   const auto colon = options.master.rfind(':');
   if (colon == std::string::npos || colon == 0) throw BadInput("--master '" + options.master + "': expected ADDR:PORT");
   const std::string host = options.master.substr(0, colon), port_text = options.master.substr(colon + 1);

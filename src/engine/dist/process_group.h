@@ -14,7 +14,8 @@ struct DistOptions {
   int rank = -1;
   int world_size = -1;
   std::string master;        // "ADDR:PORT"
-  double timeout_s = 300;    // rendezvous and every collective; a dead peer usually fails faster (closed socket)
+  double timeout_s = 1800;   // rendezvous and every collective (PyTorch's default); it also bounds how long a rank
+                             // waits for slower peers; a dead peer fails at once (closed socket)
 };
 
 /// Fills unset fields from the environment; a run with neither flags nor variables is one process (rank 0

@@ -124,6 +124,16 @@ std::string number(double value, const char* format = "%.3f") {
 
 }  // namespace
 
+static std::string lr_text(const std::vector<double>& lrs) {
+  std::string text;
+  for (double lr : lrs) {
+    char value[32];
+    std::snprintf(value, sizeof value, "%g", lr);
+    text += (text.empty() ? "" : ", ") + std::string(value);
+  }
+  return "{" + text + "}";
+}
+
 nlohmann::json run_demo(const DemoOptions& requested) {
   DemoOptions options = requested;
   if (options.quick) {
@@ -174,7 +184,7 @@ nlohmann::json run_demo(const DemoOptions& requested) {
     probe.mode = "cached";
     probe.epochs = options.epochs;
     probe.warmup_epochs = options.quick ? 0 : 2;
-    if (options.quick) probe.base_lrs = {1e-3, 1e-2, 0.1};
+    probe.base_lrs = options.quick ? std::vector<double>{3, 30} : options.base_lrs;
     probe.out_dir = (out / ("probe-" + model.label)).string();
     probes[model.label] = run_probe_job(probe);
   }
@@ -186,7 +196,8 @@ nlohmann::json run_demo(const DemoOptions& requested) {
         "pretrain`" << (models.size() > 2 ? ", and the supervised ImageNet ViT-Ti/16 as a reference" : "") << ". Data: "
      << options.data << "; attention statistics on " << options.stats_images << " val images; probes on "
      << options.train_images << " train / " << options.val_images << " val images, " << options.epochs
-     << " epochs, cached features" << (options.quick ? " (quick run: numbers are a smoke test only)" : "") << ".\n\n";
+     << " epochs, cached features, LARS with base learning rates " << lr_text(options.quick ? std::vector<double>{3, 30} : options.base_lrs)
+     << " (x batch / 256), each head reported at its best rate" << (options.quick ? " (quick run: numbers are a smoke test only)" : "") << ".\n\n";
   md << "## Findings\n\n";
   md << "| model | [cls]->[cls] attention | [cls]->patch entropy | patch self-attention | cls top-1 | abmilp top-1 | "
         "abmilp - cls |\n|---|---|---|---|---|---|---|\n";

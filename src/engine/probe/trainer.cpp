@@ -96,8 +96,8 @@ void ProbeTrainer::step_optimizers(const std::vector<double>& learning_rates) {
     std::vector<at::Tensor> gradients;
     for (auto& run : runs_) {
       for (auto& [name, parameter] : run.head->parameters()) {
-        if (!parameter.grad().defined()) parameter.mutable_grad() = at::zeros_like(parameter);
-        gradients.push_back(parameter.grad());
+        // A missing gradient is missing on every rank (same graph); the optimizers skip it, as in one process.
+        if (parameter.grad().defined()) gradients.push_back(parameter.grad());
       }
     }
     size_t first = 0;
