@@ -28,6 +28,12 @@ ARCHS = {  # name -> torchvision VisionTransformer arguments
 
 def pytorch_images_per_s(model, batch, dtype, iterations):
     images = torch.randn(batch, 3, 224, 224)
+    # PyTorch 1.13's fused inference path of nn.MultiheadAttention checks only CUDA autocast and fails under
+    # CPU bf16 autocast ("expected scalar type BFloat16 but found Float"). Its attention modules are put in
+    # training mode for bf16: torchvision's ViT has dropout 0, so the math is the same, on the unfused path.
+    for module in model.modules():
+        if isinstance(module, torch.nn.MultiheadAttention):
+            module.train(dtype == "bf16")
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=(dtype == "bf16"))
     with torch.no_grad(), autocast:
         model(images)  # warm-up
