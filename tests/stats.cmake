@@ -15,3 +15,5 @@ endforeach()
 foreach(check real barnes-hut)
   vitprobe_py_test(cli.embed.${check} cli cli/check_embed.py ${check})
 endforeach()
+# maps --heads-dir and embed --features abmilp on heads a short probe run trains.
+vitprobe_py_test(cli.pooling_maps cli cli/check_pooling_maps.py)

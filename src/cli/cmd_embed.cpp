@@ -41,7 +41,7 @@ Subcommand register_embed(CLI::App& parent) {
                                                "(needs --heads-dir; not available yet)")
       ->capture_default_str()
       ->check(CLI::IsMember({"cls", "mean", "abmilp"}));
-  app->add_option("--heads-dir", job.heads_dir, "Trained probe heads (for --features abmilp)");
+  app->add_option("--heads-dir", job.heads_dir, "A probe run (or head folder) with a trained pooling head, for --features abmilp");
   app->add_flag("--final-norm", job.final_norm, "Apply the final LayerNorm before pooling (the official code does not)");
   app->add_option("--out", job.out_dir, "Output folder")->required();
   app->add_option("--method", flags->method, "t-SNE gradient: auto (exact up to 2000 points, then Barnes-Hut), "

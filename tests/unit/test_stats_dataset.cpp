@@ -1,4 +1,4 @@
-// The filelist: dataset of the analysis commands, the pooling-head hook, and the default compute dtype.
+// The filelist: dataset of the analysis commands and the default compute dtype.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -11,7 +11,6 @@
 #include "stats/compute_dtype.h"
 #include "stats/dataset_pass.h"
 #include "stats/file_list_dataset.h"
-#include "stats/pooling_maps.h"
 
 namespace vitprobe {
 namespace {
@@ -124,15 +123,6 @@ TEST(stats, ComputeDtypeBf16NeedsTheCpuFlag) {
   EXPECT_FALSE(cpuinfo_lists_bf16("flags : fpu avx2 avx512f avx512bw\nbugs : avx512_bf16\n"));
   EXPECT_EQ(default_compute_dtype("cuda"), "bf16");
   EXPECT_EQ(default_compute_dtype("cpu"), cpu_supports_bf16() ? "bf16" : "fp32");
-}
-
-TEST(stats, PoolingHeadsDirectoryIsNotAvailableYet) {
-  try {
-    load_pooling_heads("/some/heads", VitConfig{});
-    FAIL() << "expected BadInput";
-  } catch (const BadInput& error) {
-    EXPECT_NE(std::string(error.what()).find("not available yet"), std::string::npos);
-  }
 }
 
 }  // namespace

@@ -24,19 +24,26 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// Checks the feature choice against the model before any image is loaded.
-void check_features(const EmbedOptions& options, const VitConfig& config) {
+// Checks the feature choice against the model before any image is loaded; for abmilp returns the trained
+// pooling head to use (an abmilp head of --heads-dir, else its first pooling head).
+std::unique_ptr<PoolingWeightSource> check_features(const EmbedOptions& options, const LoadedModel& model) {
+  const auto& config = model.encoder->config();
   if (options.features == "abmilp") {
     if (options.heads_dir.empty()) {
-      throw BadInput("--features abmilp needs --heads-dir with a trained AbMILP head; trained probe heads are not "
-                     "available yet");
+      throw BadInput("--features abmilp needs --heads-dir: a probe run (or head folder) with a trained pooling head");
     }
-    load_pooling_heads(options.heads_dir, config);
-  } else if (options.features == "cls") {
+    auto sources = load_pooling_heads(options.heads_dir, model.encoder);
+    for (auto& source : sources) {
+      if (source->name().rfind("abmilp", 0) == 0) return std::move(source);
+    }
+    return std::move(sources.front());
+  }
+  if (options.features == "cls") {
     if (!config.class_token) throw BadInput(options.model + ": the model has no [cls] token; use --features mean");
   } else if (options.features != "mean") {
     throw BadInput("--features '" + options.features + "': expected cls, mean or abmilp");
   }
+  return nullptr;
 }
 
 // The features of one batch from the chosen token representation (B, T, D).
@@ -96,14 +103,20 @@ nlohmann::json run_embed_job(const EmbedOptions& options) {
   const auto started = std::chrono::steady_clock::now();
   const LoadedModel model = load_model(options.model, options.load);
   const auto& config = model.encoder->config();
-  check_features(options, config);
+  const auto pooling = check_features(options, model);
   const auto preprocess = model_preprocess(model, options.preprocess);
   const auto dataset = open_analysis_dataset(options.data, options.class_names);
   if (dataset->size() < 3) throw BadInput(dataset->describe() + ": t-SNE needs at least 3 images");
 
   ForwardRequest request;
-  request.final_tokens = options.final_norm;
-  if (!options.final_norm) request.block_outputs = {config.depth - 1};
+  request.final_tokens = options.final_norm && !pooling;
+  if (pooling) {
+    // The head's own block and final-norm setting, as it was trained (--final-norm does not apply).
+    request.block_outputs = {pooling->input_block()};
+    if (pooling->needs_attention()) request.attention_blocks = {pooling->input_block()};
+  } else if (!options.final_norm) {
+    request.block_outputs = {config.depth - 1};
+  }
   std::vector<at::Tensor> features;
   std::vector<int64_t> labels, indices;
   DatasetPassOptions pass;
@@ -112,8 +125,16 @@ nlohmann::json run_embed_job(const EmbedOptions& options) {
   pass.progress = options.progress;
   pass.progress_label = "embed features";
   run_dataset_pass(model, *dataset, preprocess, request, pass, [&](const Batch& batch, ForwardResult& result) {
-    const auto& tokens = options.final_norm ? result.tokens : result.block_outputs.at(config.depth - 1);
-    features.push_back(batch_features(options.features, tokens, config).to(at::kCPU, at::kFloat));
+    if (pooling) {
+      const int block = pooling->input_block();
+      const auto found = result.attention.find(block);
+      features.push_back(pooling->pooled(result.block_outputs.at(block), found == result.attention.end() ? at::Tensor()
+                                                                                                        : found->second)
+                             .to(at::kCPU, at::kFloat));
+    } else {
+      const auto& tokens = options.final_norm ? result.tokens : result.block_outputs.at(config.depth - 1);
+      features.push_back(batch_features(options.features, tokens, config).to(at::kCPU, at::kFloat));
+    }
     for (int64_t i = 0; i < batch.labels.size(0); ++i) {
       labels.push_back(batch.labels[i].item<int64_t>());
       indices.push_back(batch.indices[i].item<int64_t>());
@@ -160,6 +181,8 @@ nlohmann::json run_embed_job(const EmbedOptions& options) {
       {"dtype", options.load.dtype},
       {"features", options.features},
       {"final_norm", options.final_norm},
+      {"pooling_head", pooling ? nlohmann::json({{"head", pooling->name()}, {"block", pooling->input_block()}, {"heads_dir", options.heads_dir}})
+                               : nlohmann::json()},
       {"feature_dims", feature_matrix.size(1)},
       {"data", options.data.text},
       {"dataset", dataset->describe()},

@@ -18,7 +18,7 @@ struct EmbedOptions {
   DatasetSpec data{"", "val"};
   std::string class_names;   // filelist data: names by integer label
   std::string features = "cls";  // cls | mean | abmilp
-  std::string heads_dir;     // trained AbMILP head for --features abmilp (not available yet)
+  std::string heads_dir;     // probe run or head folder with a trained pooling head, for --features abmilp
   bool final_norm = false;   // apply the encoder's final LayerNorm first (the official probe code does not)
   std::string out_dir;
   LoadOptions load;

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -88,7 +89,8 @@ nlohmann::json run_maps_job(const MapsOptions& options) {
   const ColorMap color_map = parse_color_map(options.color_map);
   const LoadedModel model = load_model(options.model, options.load);
   const auto& config = model.encoder->config();
-  if (!options.heads_dir.empty()) load_pooling_heads(options.heads_dir, config);
+  std::vector<std::unique_ptr<PoolingWeightSource>> pooling;
+  if (!options.heads_dir.empty()) pooling = load_pooling_heads(options.heads_dir, model.encoder);
   const int block = options.block < 0 ? config.depth + options.block : options.block;
   if (block < 0 || block >= config.depth) {
     throw BadInput("--block " + std::to_string(options.block) + ": the model has " + std::to_string(config.depth) + " blocks");
@@ -101,6 +103,11 @@ nlohmann::json run_maps_job(const MapsOptions& options) {
   ForwardRequest request;
   request.final_tokens = model.classifier.has_value();
   request.attention_blocks = {block};
+  for (const auto& source : pooling) {
+    request.block_outputs.push_back(source->input_block());
+    if (source->needs_attention()) request.attention_blocks.push_back(source->input_block());
+  }
+  std::vector<std::vector<at::Tensor>> pooling_maps(pooling.size());  // per head: (B, maps, grid, grid) per batch
   const auto names = output_names(options.inputs);
   std::vector<ImageGrid> grids;
   std::vector<at::Tensor> all_maps;
@@ -118,6 +125,16 @@ nlohmann::json run_maps_job(const MapsOptions& options) {
     const auto maps = patch_attention_maps(result.attention.at(block).to(at::kCPU, at::kFloat), config.class_token,
                                            config.num_registers);  // (B, heads, P)
     all_maps.push_back(maps.reshape({maps.size(0), maps.size(1), grid, grid}));
+    std::vector<at::Tensor> head_maps;  // per pooling head: (B, maps, patches) of this batch
+    for (size_t h = 0; h < pooling.size(); ++h) {
+      const int head_block = pooling[h]->input_block();
+      const auto found = result.attention.find(head_block);
+      auto weights = pooling[h]->patch_weights(result.block_outputs.at(head_block),
+                                               found == result.attention.end() ? at::Tensor() : found->second)
+                         .to(at::kCPU, at::kFloat);
+      pooling_maps[h].push_back(weights.reshape({weights.size(0), weights.size(1), grid, grid}));
+      head_maps.push_back(std::move(weights));
+    }
     at::Tensor probabilities;
     if (model.classifier) {
       const auto cls = result.tokens.select(1, 0).to(at::kCPU, at::kFloat);
@@ -145,11 +162,26 @@ nlohmann::json run_maps_job(const MapsOptions& options) {
         image_grid.tiles.push_back(
             {caption, overlay_heat_map(crop, heat_values(image_maps[head], grid, size), color_map, options.alpha)});
       }
+      nlohmann::json head_pooling = nlohmann::json::array();
+      for (size_t h = 0; h < pooling.size(); ++h) {
+        const auto names = pooling[h]->map_names();
+        nlohmann::json entropies = nlohmann::json::array();
+        for (size_t m = 0; m < names.size(); ++m) {
+          const auto map = head_maps[h][row][static_cast<int64_t>(m)];
+          const double h_map = entropy(map);
+          entropies.push_back(h_map);
+          std::snprintf(caption, sizeof caption, "%s (probe, block %d)  H=%.2f", names[m].c_str(),
+                        pooling[h]->input_block(), h_map);
+          image_grid.tiles.push_back({caption, overlay_heat_map(crop, heat_values(map, grid, size), color_map, options.alpha)});
+        }
+        head_pooling.push_back({{"head", pooling[h]->name()}, {"block", pooling[h]->input_block()}, {"entropy", entropies}});
+      }
       image_grid.columns = balanced_columns(static_cast<int>(image_grid.tiles.size()), options.columns);
       const std::string input_name = std::filesystem::path(options.inputs[i]).filename().string();
       image_grid.title = input_name + ": block " + std::to_string(block) + " " + what;
       nlohmann::json entry = {{"input", options.inputs[i]}, {"file", names[i]}, {"mean_entropy", entropy(mean_map)},
                               {"head_entropy", head_entropy}};
+      if (!pooling.empty()) entry["pooling"] = head_pooling;
       if (probabilities.defined()) {
         const int64_t top = probabilities[row].argmax().item<int64_t>();
         const double probability = probabilities[row][top].item<double>();
@@ -180,11 +212,24 @@ nlohmann::json run_maps_job(const MapsOptions& options) {
                             {"images", images},
                             {"files", {"maps.json", "cls_attention.npy"}}};
   for (const auto& name : names) summary["files"].push_back(name);
+  std::vector<std::string> pooling_files;
+  nlohmann::json pooling_heads = nlohmann::json::array();
+  for (size_t h = 0; h < pooling.size(); ++h) {
+    std::string file = "pooling_" + std::to_string(h) + "_";
+    for (char c : pooling[h]->name()) file += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+    file += ".npy";
+    pooling_files.push_back(file);
+    summary["files"].push_back(file);
+    pooling_heads.push_back({{"head", pooling[h]->name()}, {"block", pooling[h]->input_block()},
+                             {"maps", pooling[h]->map_names()}, {"file", file}});
+  }
+  if (!pooling.empty()) summary["pooling_heads"] = pooling_heads;
 
   ensure_directory(options.out_dir);
   const std::filesystem::path out(options.out_dir);
   for (size_t i = 0; i < grids.size(); ++i) write_image_grid_png(grids[i], (out / names[i]).string());
   write_npy((out / "cls_attention.npy").string(), at::cat(all_maps).contiguous());
+  for (size_t h = 0; h < pooling.size(); ++h) write_npy((out / pooling_files[h]).string(), at::cat(pooling_maps[h]).contiguous());
   write_file_atomically((out / "maps.json").string(), [&](std::ostream& stream) { stream << summary.dump(1) << "\n"; });
   return summary;
 }

@@ -17,7 +17,7 @@ namespace vitprobe {
 struct MapsOptions {
   std::string model;
   std::vector<std::string> inputs;  // image files
-  std::string heads_dir;            // trained probe heads: their pooling weights as extra tiles (not available yet)
+  std::string heads_dir;            // trained probe heads (probe run or head folder): their pooling weights as extra tiles
   std::string out_dir;
   std::string class_names;          // names of the checkpoint's classifier outputs, for the title
   int block = -1;                   // the block whose attention is drawn; negative counts from the end
@@ -29,7 +29,8 @@ struct MapsOptions {
 };
 
 /// Writes one grid per image (<stem>.png), cls_attention.npy (B, heads, grid, grid) with the drawn maps
-/// before normalisation, and maps.json, which is also returned.
+/// before normalisation, pooling_<i>_<head>.npy (B, maps, grid, grid) per pooling head of heads_dir, and
+/// maps.json, which is also returned.
 nlohmann::json run_maps_job(const MapsOptions& options);
 
 /// Attention maps over the patches (B, heads, patches) of one block's attention (B, heads, T, T): the

@@ -1,8 +1,11 @@
 #include "stats/pooling_maps.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include "common/errors.h"
+#include "probe/features.h"
+#include "probe/head_io.h"
 
 namespace vitprobe {
 
@@ -16,10 +19,118 @@ at::Tensor pool_patches(const at::Tensor& block_tokens, const at::Tensor& weight
   return at::matmul(weights.to(at::kFloat), patches).flatten(1);  // (B, maps, D) -> (B, maps * D)
 }
 
+namespace {
+
+bool weights_patches(HeadKind kind) {
+  switch (kind) {
+    case HeadKind::CenterAttention:
+    case HeadKind::AttentionMean:
+    case HeadKind::AttentionMinEntropy:
+    case HeadKind::Abmilp:
+    case HeadKind::EfficientProbing:
+    case HeadKind::SimPool:
+    case HeadKind::MultiHeadCrossAttention:
+      return true;
+    default:
+      return false;
+  }
+}
+
+class ProbeHeadPooling final : public PoolingWeightSource {
+ public:
+  ProbeHeadPooling(LoadedHead loaded, std::shared_ptr<const VitEncoder> encoder)
+      : loaded_(std::move(loaded)), encoder_(std::move(encoder)) {
+    const auto& encoder_config = loaded_.config.at("encoder");
+    block_ = encoder_config.at("block").get<int>();
+    final_norm_ = encoder_config.at("final_norm").get<bool>() && encoder_->config().final_norm;
+    names_ = required_features(std::vector<HeadSpec>{loaded_.head->spec()});
+    names_.insert("tokens");
+  }
+
+  std::string name() const override { return loaded_.head->spec().name; }
+  int input_block() const override { return block_; }
+  bool needs_attention() const override { return vitprobe::needs_attention(names_); }
+
+  std::vector<std::string> map_names() const override {
+    const auto& spec = loaded_.head->spec();
+    const int64_t maps = count_maps();
+    if (maps == 1) return {spec.name};
+    std::vector<std::string> names;
+    const std::string unit = spec.kind == HeadKind::EfficientProbing ? " query " : " head ";
+    for (int64_t i = 0; i < maps; ++i) names.push_back(spec.name + unit + std::to_string(i));
+    return names;
+  }
+
+  at::Tensor patch_weights(const at::Tensor& block_tokens, const at::Tensor& attention) const override {
+    at::NoGradGuard no_grad;
+    const auto weights = pooling_weights(*loaded_.head, normalised(block_tokens), attention.defined() ? attention.to(at::kFloat) : attention);
+    return weights.dim() == 2 ? weights.unsqueeze(1) : weights;
+  }
+
+  at::Tensor pooled(const at::Tensor& block_tokens, const at::Tensor& attention) const override {
+    at::NoGradGuard no_grad;
+    const auto& layout = loaded_.head->layout();
+    auto features = compute_features(normalised(block_tokens), attention.defined() ? attention.to(at::kFloat) : attention,
+                                     layout, names_);
+    add_patch_tokens(features, layout);
+    return loaded_.head->pool(features);
+  }
+
+ private:
+  at::Tensor normalised(const at::Tensor& tokens) const {
+    const auto wide = tokens.to(at::kFloat);
+    if (!final_norm_) return wide;
+    const auto& weights = encoder_->weights();
+    const auto& config = encoder_->config();
+    return at::layer_norm(wide, {config.embed_dim}, weights.norm_weight.to(at::kFloat), weights.norm_bias.to(at::kFloat),
+                          config.norm_eps);
+  }
+
+  int64_t count_maps() const {
+    const auto& spec = loaded_.head->spec();
+    if (spec.kind == HeadKind::EfficientProbing) return spec.size;
+    if (spec.kind == HeadKind::MultiHeadCrossAttention) return loaded_.head->layout().num_encoder_heads;
+    return 1;
+  }
+
+  LoadedHead loaded_;
+  std::shared_ptr<const VitEncoder> encoder_;
+  int block_ = 0;
+  bool final_norm_ = true;
+  std::set<std::string> names_;
+};
+
+}  // namespace
+
 std::vector<std::unique_ptr<PoolingWeightSource>> load_pooling_heads(const std::string& heads_dir,
-                                                                      const VitConfig& /*config*/) {
-  throw BadInput(heads_dir + ": trained probe heads (AbMILP / EP / mhca pooling weights) are not available yet: "
-                 "this build cannot read a probe head directory");
+                                                                      std::shared_ptr<const VitEncoder> encoder) {
+  const auto layout = TokenLayout::of(encoder->config());
+  std::vector<std::unique_ptr<PoolingWeightSource>> sources;
+  std::vector<std::string> skipped;
+  for (const auto& folder : find_head_folders(heads_dir)) {
+    auto loaded = load_head(folder, encoder->weights().patch_weight.device());
+    if (!weights_patches(loaded.head->spec().kind)) {
+      skipped.push_back(loaded.head->spec().name);
+      continue;
+    }
+    if (layout_to_json(loaded.head->layout()) != layout_to_json(layout)) {
+      throw BadInput(folder + ": the head was trained on another token layout (" + layout_to_json(loaded.head->layout()).dump() +
+                     ") than the model gives (" + layout_to_json(layout).dump() + "); load the model at the head's --img-size");
+    }
+    const int block = loaded.config.at("encoder").at("block").get<int>();
+    if (block < 0 || block >= encoder->config().depth) {
+      throw BadInput(folder + ": the head reads block " + std::to_string(block) + ", the model has " +
+                     std::to_string(encoder->config().depth));
+    }
+    sources.push_back(std::make_unique<ProbeHeadPooling>(std::move(loaded), encoder));
+  }
+  if (sources.empty()) {
+    std::string names;
+    for (const auto& name : skipped) names += (names.empty() ? "" : ", ") + name;
+    throw BadInput(heads_dir + ": no head that weights patches (abmilp, ep, simpool, mhca, cattn, attn-mean, "
+                   "attn-minent); found " + (names.empty() ? std::string("none") : names));
+  }
+  return sources;
 }
 
 }  // namespace vitprobe

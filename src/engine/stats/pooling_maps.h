@@ -1,14 +1,15 @@
 #pragma once
-// Pooling weight maps: how much each patch contributes to a pooled representation, per image. The maps
-// and embed commands draw / use them; trained probe heads (AbMILP, efficient probing, multi-head
-// cross-attention) will provide them once probe heads exist (`--heads-dir`, `--features abmilp`).
+// Pooling weight maps: how much each patch contributes to a pooled representation, per image. `vitprobe maps
+// --heads-dir` draws them and `vitprobe embed --features abmilp` embeds the pooled representation; they come
+// from probe heads trained by `vitprobe probe` (probe/head_io.h): AbMILP, efficient probing, SimPool,
+// multi-head cross-attention, and the attention-weighted fixed aggregations (cattn, attn-mean, attn-minent).
 #include <ATen/core/Tensor.h>
 
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "model/vit_config.h"
+#include "model/vit_encoder.h"
 
 namespace vitprobe {
 
@@ -17,25 +18,32 @@ class PoolingWeightSource {
  public:
   virtual ~PoolingWeightSource() = default;
 
-  /// A short name for captions and files, e.g. "abmilp", "ep32".
+  /// The head's name as given to probe, e.g. "abmilp", "ep:8".
   virtual std::string name() const = 0;
   /// The block whose output tokens the source pools (0-based; the probe's block).
   virtual int input_block() const = 0;
-  /// Names of the maps one image gets: one for AbMILP, one per query for efficient probing, one per head
-  /// for multi-head cross-attention.
+  /// Whether patch_weights / pooled need that block's attention probabilities.
+  virtual bool needs_attention() const = 0;
+  /// Names of the maps one image gets: one for AbMILP / SimPool / attention-weighted heads, one per query for
+  /// efficient probing, one per head for multi-head cross-attention.
   virtual std::vector<std::string> map_names() const = 0;
-  /// Weights (B, maps, patches) for block tokens (B, T, D) in the encoder's token order; every map sums to 1
-  /// over the patches.
-  virtual at::Tensor patch_weights(const at::Tensor& block_tokens) const = 0;
+  /// Weights (B, maps, patches) for the block's raw output tokens (B, T, D) in the encoder's token order
+  /// (the final norm is applied here when the head was trained with it) and its attention (B, heads, T, T)
+  /// when needs_attention(); every map sums to 1 over the patches.
+  virtual at::Tensor patch_weights(const at::Tensor& block_tokens, const at::Tensor& attention) const = 0;
+  /// The head's aggregated representation (B, F) before its BatchNorm, as the probe trained on it.
+  virtual at::Tensor pooled(const at::Tensor& block_tokens, const at::Tensor& attention) const = 0;
 };
 
 /// The pooled representation: sum over patches of weight * patch token, (B, maps * D) from block tokens
 /// (B, T, D) and weights (B, maps, patches), with patches the last `weights.size(2)` tokens.
 at::Tensor pool_patches(const at::Tensor& block_tokens, const at::Tensor& weights);
 
-/// Loads the pooling heads of a trained probe directory for an encoder of `config`. Trained probe heads do
-/// not exist in this build yet, so this throws BadInput "... not available yet" naming the directory.
+/// Loads the heads under `heads_dir` (a probe run folder or one head folder) that weight patches, for
+/// `encoder`. Heads that weight no patches (cls, mean, cls+mean, center, knn) are skipped. Throws BadInput
+/// naming the folder when none is left, or when a head was trained on another token layout (width, grid,
+/// [cls], registers) than the encoder has.
 std::vector<std::unique_ptr<PoolingWeightSource>> load_pooling_heads(const std::string& heads_dir,
-                                                                      const VitConfig& config);
+                                                                      std::shared_ptr<const VitEncoder> encoder);
 
 }  // namespace vitprobe

@@ -1,0 +1,97 @@
+// Pooling maps of saved probe heads (stats/pooling_maps.h): what `maps --heads-dir` draws and `embed
+// --features abmilp` embeds equals the head's own pooling on the same tokens.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "common/errors.h"
+#include "probe/head_io.h"
+#include "stats/pooling_maps.h"
+#include "test_probe_fixtures.h"
+
+namespace vitprobe {
+namespace {
+
+namespace fs = std::filesystem;
+
+nlohmann::json config_for(const ProbeHead& head, int block, bool final_norm) {
+  return {{"format", "vitprobe-head"}, {"version", 1}, {"head", head.spec().name},
+          {"type", head_kind_name(head.spec().kind)}, {"options", spec_options_json(head.spec())},
+          {"layout", layout_to_json(head.layout())}, {"num_classes", head.num_classes()},
+          {"class_names", {"a", "b", "c"}}, {"feature_dim", head.feature_dim()},
+          {"trainable_parameters", head.num_trainable_parameters()},
+          {"encoder", {{"model", "tiny"}, {"img_size", 32}, {"dtype", "fp32"}, {"block", block}, {"final_norm", final_norm},
+                       {"preprocess", {{"resize", 32}, {"crop", 32}, {"interpolation", "bicubic"},
+                                       {"mean", {0.5, 0.5, 0.5}}, {"std", {0.5, 0.5, 0.5}}}}}},
+          {"training", {{"base_lr", 0.1}, {"top1", 50.0}}}};
+}
+
+class PoolingHeads : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("vitprobe_pooling_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    encoder_ = probe_test::tiny_encoder();
+    layout_ = TokenLayout::of(encoder_->config());
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  void save(const std::string& name, int block, bool final_norm) {
+    ProbeHead head(parse_head_list(name).front(), layout_, 3, 7);
+    save_head((dir_ / "heads" / head_folder_name(name)).string(), head.state(), config_for(head, block, final_norm));
+  }
+
+  fs::path dir_;
+  std::shared_ptr<const VitEncoder> encoder_;
+  TokenLayout layout_;
+};
+
+TEST_F(PoolingHeads, MapsAndPooledFeaturesAreTheHeadsOwn) {
+  save("abmilp", 0, true);
+  save("ep:4", 1, false);
+  save("cls", 1, true);  // weights no patches: skipped
+  const auto sources = load_pooling_heads(dir_.string(), encoder_);
+  ASSERT_EQ(sources.size(), 2u);
+  auto generator = at::detail::createCPUGenerator(3);
+  const auto tokens = at::randn({4, layout_.num_tokens(), layout_.embed_dim}, generator);
+  for (const auto& source : sources) {
+    SCOPED_TRACE(source->name());
+    const auto loaded = load_head((dir_ / "heads" / head_folder_name(source->name())).string());
+    auto reference_tokens = tokens;
+    if (source->name() == "abmilp") {  // trained with the final norm: the source applies it
+      EXPECT_EQ(source->input_block(), 0);
+      const auto& weights = encoder_->weights();
+      reference_tokens = at::layer_norm(tokens, {layout_.embed_dim}, weights.norm_weight, weights.norm_bias,
+                                        encoder_->config().norm_eps);
+    } else {
+      EXPECT_EQ(source->input_block(), 1);
+      EXPECT_EQ(source->map_names().size(), 4u);
+    }
+    const auto expected = pooling_weights(*loaded.head, reference_tokens);
+    const auto weights = source->patch_weights(tokens, {});
+    ASSERT_EQ(weights.dim(), 3);
+    EXPECT_EQ(weights.size(1), static_cast<int64_t>(source->map_names().size()));
+    EXPECT_TRUE(at::allclose(weights.reshape(expected.sizes()), expected, 1e-5, 1e-6));
+    EXPECT_TRUE(at::allclose(weights.sum(-1), at::ones({4, weights.size(1)}), 1e-5, 1e-5));
+    auto features = compute_features(reference_tokens, {}, layout_, {"tokens"});
+    add_patch_tokens(features, layout_);
+    EXPECT_TRUE(at::allclose(source->pooled(tokens, {}), loaded.head->pool(features), 1e-5, 1e-6));
+  }
+}
+
+TEST_F(PoolingHeads, RefusesFoldersWithoutPoolingHeadsAndOtherLayouts) {
+  save("cls", 1, true);
+  try {
+    load_pooling_heads(dir_.string(), encoder_);
+    FAIL() << "expected BadInput";
+  } catch (const BadInput& error) {
+    EXPECT_NE(std::string(error.what()).find("no head that weights patches"), std::string::npos) << error.what();
+  }
+  fs::remove_all(dir_);
+  save("abmilp", 0, true);
+  const auto other = probe_test::tiny_encoder(/*num_registers=*/2);
+  EXPECT_THROW(load_pooling_heads(dir_.string(), other), BadInput);
+}
+
+}  // namespace
+}  // namespace vitprobe
