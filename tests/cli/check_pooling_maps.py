@@ -9,7 +9,6 @@ A short probe run (bundled MAE encoder, Fashion-MNIST, heads cls, abmilp, ep:4) 
 """
 import gzip
 import json
-import struct
 import sys
 from pathlib import Path
 
@@ -17,27 +16,12 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "golden"))
-from harness import Report, describe_run, main_guard, run_vitprobe, work_dir  # noqa: E402
+from harness import Report, describe_run, main_guard, read_safetensors, run_vitprobe, work_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 MAE = ROOT / "models" / "fmnist_mae_vit_d192_p4.safetensors"
 FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 TOLERANCE = 1e-5
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(length))
-        data = f.read()
-    out = {}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = entry["data_offsets"]
-        dtype = {"F32": np.float32, "F64": np.float64}[entry["dtype"]]
-        out[name] = np.frombuffer(data[start:end], dtype=dtype).reshape(entry["shape"]).astype(np.float64)
-    return out
 
 
 def run(report, name, args):

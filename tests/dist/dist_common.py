@@ -1,11 +1,13 @@
 """Helpers of the distributed tests: run vitprobe, read safetensors heads without the safetensors package."""
 import json
 import os
-import struct
 import subprocess
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "golden"))
+from harness import read_safetensors  # noqa: E402
 
 BIN = os.environ.get("VITPROBE_BIN", "build/vitprobe")
 WORK = os.environ.get("VITPROBE_WORK", "/tmp/vitprobe-dist-tests")
@@ -23,27 +25,6 @@ def run(args, env=None, check=True, timeout=900):
     if check and done.returncode != 0:
         sys.exit(f"FAIL: vitprobe {' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}")
     return done
-
-
-def read_safetensors(path):
-    """{name: float64 array} of a safetensors file (F32/F64/BF16/I64)."""
-    with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(length))
-        data = f.read()
-    out = {}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = entry["data_offsets"]
-        raw = data[start:end]
-        dtype = entry["dtype"]
-        if dtype == "BF16":
-            values = (np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
-        else:
-            values = np.frombuffer(raw, dtype={"F32": np.float32, "F64": np.float64, "I64": np.int64}[dtype])
-        out[name] = values.reshape(entry["shape"]).astype(np.float64)
-    return out
 
 
 def heads_of(run_dir):

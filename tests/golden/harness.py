@@ -78,6 +78,27 @@ def files_under(folder):
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
+def read_safetensors(path):
+    """{name: float64 array} of a safetensors file (F32, F64, BF16, I64), without the safetensors package."""
+    import struct
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+        data = f.read()
+    out = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = entry["data_offsets"]
+        raw = data[start:end]
+        if entry["dtype"] == "BF16":
+            values = (np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+        else:
+            values = np.frombuffer(raw, dtype={"F32": np.float32, "F64": np.float64, "I64": np.int64}[entry["dtype"]])
+        out[name] = values.reshape(entry["shape"]).astype(np.float64)
+    return out
+
+
 def max_abs_diff(actual, expected):
     return float(np.max(np.abs(actual.astype(np.float64) - expected.astype(np.float64))))
 

@@ -8,6 +8,7 @@
 #include "data/loader.h"
 #include "dist/communicator.h"
 #include "probe/trainer.h"
+#include "test_probe_fixtures.h"
 #include "thread_communicator.h"
 
 namespace vitprobe {
@@ -15,39 +16,7 @@ namespace {
 
 using dist_test::run_ranks;
 
-// In-memory features, batched like the loader: epoch_order sharded by rank, full global batches only.
-class ShardSource final : public FeatureSource {
- public:
-  ShardSource(FeatureMap features, at::Tensor labels, LoaderOptions options)
-      : features_(std::move(features)), labels_(std::move(labels)), options_(options) {
-    start_epoch(0);
-  }
-  void start_epoch(int64_t epoch) override {
-    order_ = epoch_order(labels_.size(0), options_, epoch);
-    trim_to_full_batches(order_, labels_.size(0), options_);
-    position_ = 0;
-  }
-  std::optional<FeatureBatch> next() override {
-    if (position_ >= num_items()) return std::nullopt;
-    const int64_t end = std::min<int64_t>(position_ + options_.batch_size, num_items());
-    const auto indices = at::tensor(std::vector<int64_t>(order_.begin() + position_, order_.begin() + end), at::kLong);
-    position_ = end;
-    FeatureBatch batch;
-    for (const auto& [name, tensor] : features_) batch.features[name] = tensor.index_select(0, indices);
-    batch.labels = labels_.index_select(0, indices);
-    batch.indices = indices;
-    return batch;
-  }
-  int64_t num_batches() const override { return (num_items() + options_.batch_size - 1) / options_.batch_size; }
-  int64_t num_items() const override { return static_cast<int64_t>(order_.size()); }
-
- private:
-  FeatureMap features_;
-  at::Tensor labels_;
-  LoaderOptions options_;
-  std::vector<int64_t> order_;
-  int64_t position_ = 0;
-};
+using ShardSource = probe_test::MemorySource;
 
 TokenLayout layout() {
   TokenLayout layout;

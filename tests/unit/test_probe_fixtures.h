@@ -6,10 +6,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "data/dataset.h"
+#include "data/loader.h"
+#include "probe/feature_source.h"
 #include "model/vit_encoder.h"
 
 namespace vitprobe::probe_test {
@@ -106,6 +109,52 @@ class ScratchDir {
 
  private:
   std::string path_;
+};
+
+/// Features held in memory, batched like the loader: epoch_order (shuffled per epoch when options.shuffle,
+/// sharded by rank), only full global batches with drop_last.
+class MemorySource final : public FeatureSource {
+ public:
+  MemorySource(FeatureMap features, at::Tensor labels, LoaderOptions options)
+      : features_(std::move(features)), labels_(std::move(labels)), options_(options) {
+    start_epoch(0);
+  }
+  /// One process; drop_last when shuffled (a training source).
+  MemorySource(FeatureMap features, at::Tensor labels, int64_t batch, bool shuffle, uint64_t seed)
+      : MemorySource(std::move(features), std::move(labels), options_for(batch, shuffle, seed)) {}
+  void start_epoch(int64_t epoch) override {
+    order_ = epoch_order(labels_.size(0), options_, epoch);
+    trim_to_full_batches(order_, labels_.size(0), options_);
+    position_ = 0;
+  }
+  std::optional<FeatureBatch> next() override {
+    if (position_ >= num_items()) return std::nullopt;
+    const int64_t end = std::min<int64_t>(position_ + options_.batch_size, num_items());
+    const auto indices = at::tensor(std::vector<int64_t>(order_.begin() + position_, order_.begin() + end), at::kLong);
+    position_ = end;
+    FeatureBatch batch;
+    for (const auto& [name, tensor] : features_) batch.features[name] = tensor.index_select(0, indices);
+    batch.labels = labels_.index_select(0, indices);
+    batch.indices = indices;
+    return batch;
+  }
+  int64_t num_batches() const override { return (num_items() + options_.batch_size - 1) / options_.batch_size; }
+  int64_t num_items() const override { return static_cast<int64_t>(order_.size()); }
+
+ private:
+  static LoaderOptions options_for(int64_t batch, bool shuffle, uint64_t seed) {
+    LoaderOptions options;
+    options.batch_size = batch;
+    options.shuffle = shuffle;
+    options.seed = seed;
+    options.drop_last = shuffle;
+    return options;
+  }
+  FeatureMap features_;
+  at::Tensor labels_;
+  LoaderOptions options_;
+  std::vector<int64_t> order_;
+  int64_t position_ = 0;
 };
 
 }  // namespace vitprobe::probe_test

@@ -14,43 +14,7 @@
 namespace vitprobe {
 namespace {
 
-// Features held in memory, batched in epoch_order (shuffled per epoch).
-class MemorySource final : public FeatureSource {
- public:
-  MemorySource(FeatureMap features, at::Tensor labels, int64_t batch, bool shuffle, uint64_t seed)
-      : features_(std::move(features)), labels_(std::move(labels)) {
-    options_.batch_size = batch;
-    options_.shuffle = shuffle;
-    options_.seed = seed;
-    options_.drop_last = shuffle;
-    start_epoch(0);
-  }
-  void start_epoch(int64_t epoch) override {
-    order_ = epoch_order(labels_.size(0), options_, epoch);
-    if (options_.drop_last) order_.resize(order_.size() - order_.size() % options_.batch_size);
-    position_ = 0;
-  }
-  std::optional<FeatureBatch> next() override {
-    if (position_ >= static_cast<int64_t>(order_.size())) return std::nullopt;
-    const int64_t end = std::min<int64_t>(position_ + options_.batch_size, order_.size());
-    const auto indices = at::tensor(std::vector<int64_t>(order_.begin() + position_, order_.begin() + end), at::kLong);
-    position_ = end;
-    FeatureBatch batch;
-    for (const auto& [name, tensor] : features_) batch.features[name] = tensor.index_select(0, indices);
-    batch.labels = labels_.index_select(0, indices);
-    batch.indices = indices;
-    return batch;
-  }
-  int64_t num_batches() const override { return (num_items() + options_.batch_size - 1) / options_.batch_size; }
-  int64_t num_items() const override { return static_cast<int64_t>(order_.size()); }
-
- private:
-  FeatureMap features_;
-  at::Tensor labels_;
-  LoaderOptions options_;
-  std::vector<int64_t> order_;
-  int64_t position_ = 0;
-};
+using probe_test::MemorySource;
 
 TokenLayout layout() {
   TokenLayout layout;
