@@ -69,6 +69,24 @@ TEST_P(FastPathTest, MatchesReferenceInFp32AndBf16) {
 INSTANTIATE_TEST_SUITE_P(Variants, FastPathTest,
                          ::testing::Values(std::make_pair(false, 0), std::make_pair(true, 4)));
 
+TEST(FastPath, ChunkedMlpMatchesReference) {
+  // A wide MLP (16,384 hidden x 4 bytes = 64 KiB per row) is run in chunks of 256 rows; 8 images x 65 tokens
+  // = 520 rows take three chunks, the last one short.
+  if (!onednn_available()) GTEST_FAIL() << "this build has no oneDNN fast path";
+  VitConfig config = small_config(false, 0);
+  config.patch_size = 4;
+  config.depth = 1;
+  config.mlp_hidden_dim = 16384;
+  const auto weights = random_vit_weights(config, 9);
+  const VitEncoder reference(config, weights, at::kFloat, EncoderBackend::Reference);
+  const VitEncoder fast(config, weights, at::kFloat, EncoderBackend::Fast);
+  at::manual_seed(5);
+  const auto images = at::randn({8, 3, 32, 32});
+  const auto expected = reference.forward(images, ForwardRequest{});
+  const auto got = fast.forward(images, ForwardRequest{});
+  EXPECT_LE((got.tokens - expected.tokens).abs().max().item<double>(), 1e-4);
+}
+
 TEST(PackedLinear, FusesGeluScaleAndResidual) {
   if (!onednn_available()) GTEST_FAIL() << "this build has no oneDNN fast path";
   at::manual_seed(1);

@@ -4,6 +4,7 @@
 
 #include <map>
 #include <mutex>
+#include <vector>
 #include <tuple>
 
 #include "common/errors.h"
@@ -55,6 +56,7 @@ struct PackedLinear::Impl {
   at::Tensor bias;          // (1, N) fp32
   mutable std::mutex mutex;
   mutable std::map<std::tuple<int64_t, bool, bool>, std::shared_ptr<Variant>> variants;
+  mutable std::vector<memory> packed;  // one copy per distinct packed layout, shared by the variants that use it
 
   std::shared_ptr<Variant> variant(int64_t m, bool with_scale, bool with_residual) const {
     std::lock_guard<std::mutex> lock(mutex);
@@ -74,12 +76,21 @@ struct PackedLinear::Impl {
     dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, weights_any, bias_desc, dst), attr, cpu_engine());
     auto made = std::make_shared<Variant>();
     made->primitive = dnnl::matmul(pd);
-    // Pack once per shape: the weights of a model are reordered into the kernel's layout at first use.
+    // Pack once per layout: the weights are reordered into the kernel's layout at first use, and variants
+    // (batch sizes, MLP row chunks, fused or unfused residual) that want the same layout share that copy.
+    for (const auto& existing : packed) {
+      if (existing.get_desc() == pd.weights_desc()) {
+        made->weights = existing;
+        slot = made;
+        return slot;
+      }
+    }
     memory plain(memory::desc({k, n}, dt, memory::format_tag::ba), cpu_engine(), weight_plain.data_ptr());
     made->weights = memory(pd.weights_desc(), cpu_engine());
     dnnl::stream stream(cpu_engine());
     dnnl::reorder(plain, made->weights).execute(stream, plain, made->weights);
     stream.wait();
+    packed.push_back(made->weights);
     slot = made;
     return slot;
   }

@@ -2,7 +2,9 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace vitprobe {
 
@@ -44,7 +46,8 @@ at::Tensor FastEncoderPath::run_block(int index, const at::Tensor& x, BlockCaptu
   // Scores in fp32 whatever the compute dtype, so the softmax keeps its precision.
   auto scores = at::empty({batch, heads, tokens, tokens}, x.options().dtype(at::kFloat));
   batched_matmul(q, k.transpose(-2, -1), scores, static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim))));
-  auto probabilities = at::softmax(scores, -1);
+  // In place: the (B, H, T, T) buffer is the largest of the block; a second one would be faulted in anew.
+  auto& probabilities = at::_softmax_out(scores, scores, -1, false);
   if (capture != nullptr && capture->want_attention) capture->attention = probabilities;
   const auto mixing = dtype_ == at::kFloat ? probabilities : probabilities.to(dtype_);
   auto context = at::empty({batch, heads, tokens, head_dim}, x.options());
@@ -61,8 +64,18 @@ at::Tensor FastEncoderPath::run_block(int index, const at::Tensor& x, BlockCaptu
   } else {
     h = packed.proj(context, flat, block.ls1_gamma);
   }
-  auto hidden = packed.fc1(at::layer_norm(h, {dim}, block.norm2_weight, block.norm2_bias, config_.norm_eps));
-  return packed.fc2(hidden, h, block.ls2_gamma).view({batch, tokens, dim});
+  const auto normed = at::layer_norm(h, {dim}, block.norm2_weight, block.norm2_bias, config_.norm_eps);
+  // The MLP in row chunks whose hidden activations stay under 16 MiB: heap blocks the allocator keeps (see
+  // main.cpp's mallopt) instead of fresh mappings faulted in page by page (ViT-B/16, batch 16: 39 MB at once).
+  const int64_t hidden_bytes_per_row = static_cast<int64_t>(block.fc1_weight.size(0)) * static_cast<int64_t>(x.element_size());
+  const int64_t chunk = std::max<int64_t>(256, (int64_t{16} << 20) / std::max<int64_t>(1, hidden_bytes_per_row));
+  if (rows <= chunk) return packed.fc2(packed.fc1(normed), h, block.ls2_gamma).view({batch, tokens, dim});
+  std::vector<at::Tensor> parts;
+  for (int64_t first = 0; first < rows; first += chunk) {
+    const int64_t n = std::min(chunk, rows - first);
+    parts.push_back(packed.fc2(packed.fc1(normed.narrow(0, first, n)), h.narrow(0, first, n), block.ls2_gamma));
+  }
+  return at::cat(parts).view({batch, tokens, dim});
 }
 
 }  // namespace vitprobe
