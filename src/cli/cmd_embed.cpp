@@ -37,8 +37,8 @@ Subcommand register_embed(CLI::App& parent) {
       ->check(CLI::NonNegativeNumber);
   app->add_option("--seed", job.data.seed, "Seed of --limit")->capture_default_str();
   app->add_option("--class-names", job.class_names, "filelist data: file with one class name per integer label");
-  app->add_option("--features", job.features, "Representation: [cls] token, mean of patch tokens, or AbMILP pooling "
-                                               "(needs --heads-dir; not available yet)")
+  app->add_option("--features", job.features, "Representation: [cls] token, mean of patch tokens, or the pooling of a "
+                                               "trained abmilp head (needs --heads-dir)")
       ->capture_default_str()
       ->check(CLI::IsMember({"cls", "mean", "abmilp"}));
   app->add_option("--heads-dir", job.heads_dir, "A probe run (or head folder) with a trained pooling head, for --features abmilp");

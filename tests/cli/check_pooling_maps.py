@@ -20,6 +20,7 @@ from harness import Report, describe_run, main_guard, read_safetensors, run_vitp
 
 ROOT = Path(__file__).resolve().parents[2]
 MAE = ROOT / "models" / "fmnist_mae_vit_d192_p4.safetensors"
+DINO = ROOT / "models" / "fmnist_dino_vit_d192_p4.safetensors"
 FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 TOLERANCE = 1e-5
 
@@ -46,16 +47,21 @@ def main():
 
     probe_dir = work / "probe"
     run(report, "probe", ["probe", "--model", MAE, "--data", "fashion-mnist", "--limit", "300", "--val-limit", "100",
-                          "--heads", "cls,abmilp,ep:4", "--features", "cached", "--epochs", "2", "--warmup-epochs", "1",
+                          "--heads", "cls,abmilp,ep:4,attn-mean", "--features", "cached", "--epochs", "2", "--warmup-epochs", "1",
                           "--lrs", "3", "--batch", "50", "--cache-dir", work / "cache", "--quiet", "--out", probe_dir])
     maps_dir = work / "maps"
-    result = run(report, "maps", ["maps", "--model", MAE, "--input", *inputs, "--heads-dir", probe_dir, "--out", maps_dir])
+    # --block 0: the [cls] attention tiles come from block 0, the heads' maps from their own block 5.
+    result = run(report, "maps", ["maps", "--model", MAE, "--input", *inputs, "--heads-dir", probe_dir, "--block", "0",
+                                  "--out", maps_dir])
     if result.returncode != 0:
         return report.exit_code()
     summary = json.loads((maps_dir / "maps.json").read_text())
     heads = {entry["head"]: entry for entry in summary.get("pooling_heads", [])}
-    report.check("maps", "pooling heads drawn (cls skipped)", sorted(heads) == ["abmilp", "ep:4"], sorted(heads))
-    for head, n_maps in (("abmilp", 1), ("ep:4", 4)):
+    report.check("maps", "pooling heads drawn (cls skipped)", sorted(heads) == ["abmilp", "attn-mean", "ep:4"],
+                 sorted(heads))
+    report.check("maps", "no mismatch notes (same checkpoint and preprocessing)", summary.get("notes") == [],
+                 summary.get("notes"))
+    for head, n_maps in (("abmilp", 1), ("ep:4", 4), ("attn-mean", 1)):
         if head not in heads:
             continue
         maps = np.load(maps_dir / heads[head]["file"])
@@ -64,6 +70,16 @@ def main():
         report.check(head, "each map sums to 1", np.allclose(sums, 1, atol=1e-5), float(np.abs(sums - 1).max()), 1e-5)
         report.check(head, "per-image entropies in maps.json",
                      all(len(entry["pooling"][list(heads).index(head)]["entropy"]) == n_maps for entry in summary["images"]))
+    # Heads drawn on another checkpoint of the same layout: allowed, but maps.json says so.
+    other_dir = work / "maps-other"
+    run(report, "maps-other-model", ["maps", "--model", DINO, "--input", inputs[0], "--heads-dir", probe_dir,
+                                     "--out", other_dir])
+    if (other_dir / "maps.json").exists():
+        notes = json.loads((other_dir / "maps.json").read_text()).get("notes", [])
+        # (the DINO checkpoint's metadata also has other normalisation statistics: a second note per head)
+        checkpoint_notes = [note for note in notes if "another checkpoint" in note]
+        report.check("maps-other-model", "a note per head names the other checkpoint", len(checkpoint_notes) == 3,
+                     len(checkpoint_notes), 3)
     plain_dir = work / "maps-plain"
     run(report, "maps-plain", ["maps", "--model", MAE, "--input", inputs[0], "--out", plain_dir])
     with_heads = Image.open(maps_dir / "item0.png").size
@@ -74,7 +90,9 @@ def main():
     # Independent AbMILP map: softmax(patch tokens @ w + b) over the final-normed block-5 patch tokens.
     forward_dir = work / "forward"
     run(report, "forward", ["forward", "--model", MAE, "--input", *inputs, "--blocks", "5", "--out", forward_dir])
-    if "abmilp" in heads and (forward_dir / "block5.npy").exists():
+    comparable = report.check("abmilp", "head drawn and forward's block-5 tokens written",
+                              "abmilp" in heads and (forward_dir / "block5.npy").exists())
+    if comparable:
         tokens = np.load(forward_dir / "block5.npy").astype(np.float64)
         encoder = read_safetensors(MAE)
         mean = tokens.mean(-1, keepdims=True)

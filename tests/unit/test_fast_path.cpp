@@ -2,6 +2,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "kernels/onednn_matmul.h"
 #include "model/random_weights.h"
 #include "model/vit_encoder.h"
@@ -73,18 +75,24 @@ TEST(FastPath, ChunkedMlpMatchesReference) {
   // A wide MLP (16,384 hidden x 4 bytes = 64 KiB per row) is run in chunks of 256 rows; 8 images x 65 tokens
   // = 520 rows take three chunks, the last one short.
   if (!onednn_available()) GTEST_FAIL() << "this build has no oneDNN fast path";
-  VitConfig config = small_config(false, 0);
+  VitConfig config = small_config(/*layer_scale=*/true, 0);
   config.patch_size = 4;
   config.depth = 1;
   config.mlp_hidden_dim = 16384;
+  const int64_t rows = 8 * ((32 / 4) * (32 / 4) + 1);
+  const int64_t chunk = std::max<int64_t>(256, (int64_t{16} << 20) / (config.mlp_hidden_dim * 4));
+  ASSERT_GT(rows, 2 * chunk);  // the fp32 run takes at least three chunks
   const auto weights = random_vit_weights(config, 9);
   const VitEncoder reference(config, weights, at::kFloat, EncoderBackend::Reference);
   const VitEncoder fast(config, weights, at::kFloat, EncoderBackend::Fast);
+  const VitEncoder fast_bf16(config, weights, at::kBFloat16, EncoderBackend::Fast);  // 2 bytes a value: 512-row chunks
   at::manual_seed(5);
   const auto images = at::randn({8, 3, 32, 32});
   const auto expected = reference.forward(images, ForwardRequest{});
   const auto got = fast.forward(images, ForwardRequest{});
   EXPECT_LE((got.tokens - expected.tokens).abs().max().item<double>(), 1e-4);
+  const auto low = fast_bf16.forward(images, ForwardRequest{});
+  EXPECT_GE(min_token_cosine(low.tokens.to(at::kFloat), expected.tokens), 0.999);
 }
 
 TEST(PackedLinear, FusesGeluScaleAndResidual) {

@@ -79,6 +79,21 @@ TEST_F(PoolingHeads, MapsAndPooledFeaturesAreTheHeadsOwn) {
   }
 }
 
+TEST_F(PoolingHeads, AttentionWeightedHeadsUseTheBlocksAttention) {
+  save("attn-mean", 1, true);
+  const auto sources = load_pooling_heads(dir_.string(), encoder_);
+  ASSERT_EQ(sources.size(), 1u);
+  EXPECT_TRUE(sources.front()->needs_attention());
+  auto generator = at::detail::createCPUGenerator(4);
+  const auto tokens = at::randn({2, layout_.num_tokens(), layout_.embed_dim}, generator);
+  const auto attention = at::softmax(at::randn({2, layout_.num_encoder_heads, layout_.num_tokens(), layout_.num_tokens()},
+                                               generator), -1);
+  // attn-mean weights the patches by the [cls] row averaged over heads, renormalised over the patches.
+  auto expected = attention.select(2, 0).mean(1).narrow(1, layout_.num_prefix_tokens, layout_.num_patches());
+  expected = expected / expected.sum(-1, true);
+  EXPECT_TRUE(at::allclose(sources.front()->patch_weights(tokens, attention).squeeze(1), expected, 1e-5, 1e-6));
+}
+
 TEST_F(PoolingHeads, RefusesFoldersWithoutPoolingHeadsAndOtherLayouts) {
   save("cls", 1, true);
   try {

@@ -15,6 +15,7 @@
 #include "report/plot.h"
 #include "stats/dataset_pass.h"
 #include "stats/file_list_dataset.h"
+#include "probe/file_hash.h"
 #include "stats/pooling_maps.h"
 
 namespace vitprobe {
@@ -25,7 +26,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }
 
 // Checks the feature choice against the model before any image is loaded; for abmilp returns the trained
-// pooling head to use (an abmilp head of --heads-dir, else its first pooling head).
+// abmilp head of --heads-dir.
 std::unique_ptr<PoolingWeightSource> check_features(const EmbedOptions& options, const LoadedModel& model) {
   const auto& config = model.encoder->config();
   if (options.features == "abmilp") {
@@ -33,10 +34,12 @@ std::unique_ptr<PoolingWeightSource> check_features(const EmbedOptions& options,
       throw BadInput("--features abmilp needs --heads-dir: a probe run (or head folder) with a trained pooling head");
     }
     auto sources = load_pooling_heads(options.heads_dir, model.encoder);
+    std::string found;
     for (auto& source : sources) {
       if (source->name().rfind("abmilp", 0) == 0) return std::move(source);
+      found += (found.empty() ? "" : ", ") + source->name();
     }
-    return std::move(sources.front());
+    throw BadInput(options.heads_dir + ": no abmilp head for --features abmilp (pooling heads found: " + found + ")");
   }
   if (options.features == "cls") {
     if (!config.class_token) throw BadInput(options.model + ": the model has no [cls] token; use --features mean");
@@ -105,6 +108,7 @@ nlohmann::json run_embed_job(const EmbedOptions& options) {
   const auto& config = model.encoder->config();
   const auto pooling = check_features(options, model);
   const auto preprocess = model_preprocess(model, options.preprocess);
+  const auto notes = pooling ? pooling->mismatches(sha256_file(options.model), preprocess) : std::vector<std::string>{};
   const auto dataset = open_analysis_dataset(options.data, options.class_names);
   if (dataset->size() < 3) throw BadInput(dataset->describe() + ": t-SNE needs at least 3 images");
 
@@ -155,7 +159,8 @@ nlohmann::json run_embed_job(const EmbedOptions& options) {
   const double tsne_seconds = seconds_since(tsne_started);
 
   std::ostringstream title;
-  title << "t-SNE of " << options.features << " features" << (options.final_norm ? " (final norm)" : "") << ": "
+  title << "t-SNE of " << options.features << " features"
+        << ((pooling ? pooling->final_norm() : options.final_norm) ? " (final norm)" : "") << ": "
         << std::filesystem::path(options.model).filename().string() << ", " << feature_matrix.size(0) << " images";
   const Figure figure = scatter_figure(result.embedding, labels, *dataset, title.str(), result);
   const FigureSize size = figure_size(figure);
@@ -180,7 +185,8 @@ nlohmann::json run_embed_job(const EmbedOptions& options) {
       {"source", model.report.source},
       {"dtype", options.load.dtype},
       {"features", options.features},
-      {"final_norm", options.final_norm},
+      {"final_norm", pooling ? pooling->final_norm() : options.final_norm},
+      {"notes", notes},
       {"pooling_head", pooling ? nlohmann::json({{"head", pooling->name()}, {"block", pooling->input_block()}, {"heads_dir", options.heads_dir}})
                                : nlohmann::json()},
       {"feature_dims", feature_matrix.size(1)},

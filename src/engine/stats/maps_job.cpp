@@ -16,6 +16,7 @@
 #include "io/npy.h"
 #include "report/image_grid.h"
 #include "stats/dataset_pass.h"
+#include "probe/file_hash.h"
 #include "stats/pooling_maps.h"
 
 namespace vitprobe {
@@ -96,6 +97,13 @@ nlohmann::json run_maps_job(const MapsOptions& options) {
     throw BadInput("--block " + std::to_string(options.block) + ": the model has " + std::to_string(config.depth) + " blocks");
   }
   const auto preprocess = model_preprocess(model, options.preprocess);
+  nlohmann::json notes = nlohmann::json::array();
+  if (!pooling.empty()) {
+    const auto sha = sha256_file(options.model);
+    for (const auto& source : pooling) {
+      for (const auto& note : source->mismatches(sha, preprocess)) notes.push_back(note);
+    }
+  }
   const auto class_names = read_class_names(options.class_names);
   const int grid = config.grid_size(), size = preprocess.crop;
   const std::string what = config.class_token ? "[cls] attention" : "attention received from patches (no [cls])";
@@ -223,7 +231,10 @@ nlohmann::json run_maps_job(const MapsOptions& options) {
     pooling_heads.push_back({{"head", pooling[h]->name()}, {"block", pooling[h]->input_block()},
                              {"maps", pooling[h]->map_names()}, {"file", file}});
   }
-  if (!pooling.empty()) summary["pooling_heads"] = pooling_heads;
+  if (!pooling.empty()) {
+    summary["pooling_heads"] = pooling_heads;
+    summary["notes"] = notes;
+  }
 
   ensure_directory(options.out_dir);
   const std::filesystem::path out(options.out_dir);

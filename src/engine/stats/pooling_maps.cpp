@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
+#include <cmath>
+
 #include "common/errors.h"
 #include "probe/features.h"
 #include "probe/head_io.h"
@@ -49,6 +51,28 @@ class ProbeHeadPooling final : public PoolingWeightSource {
 
   std::string name() const override { return loaded_.head->spec().name; }
   int input_block() const override { return block_; }
+  bool final_norm() const override { return final_norm_; }
+
+  std::vector<std::string> mismatches(const std::string& model_sha256, const PreprocessOptions& preprocess) const override {
+    std::vector<std::string> notes;
+    const auto& encoder = loaded_.config.at("encoder");
+    const std::string trained_on = encoder.value("model_sha256", "");
+    if (!trained_on.empty() && trained_on != model_sha256) {
+      notes.push_back(loaded_.folder + ": trained on another checkpoint (SHA-256 " + trained_on.substr(0, 12) +
+                      ") than the model given (" + model_sha256.substr(0, 12) + ")");
+    }
+    if (encoder.contains("preprocess")) {
+      const auto& p = encoder.at("preprocess");
+      bool same = p.value("resize", 0) == preprocess.resize && p.value("crop", 0) == preprocess.crop &&
+                  p.value("interpolation", "") == (preprocess.interpolation == Interpolation::Bicubic ? "bicubic" : "bilinear");
+      for (int c = 0; c < 3 && same; ++c) {
+        same = std::abs(p.at("mean")[c].get<double>() - preprocess.mean[c]) < 1e-6 &&
+               std::abs(p.at("std")[c].get<double>() - preprocess.std[c]) < 1e-6;
+      }
+      if (!same) notes.push_back(loaded_.folder + ": trained with other preprocessing (" + p.dump() + ") than used here");
+    }
+    return notes;
+  }
   bool needs_attention() const override { return vitprobe::needs_attention(names_); }
 
   std::vector<std::string> map_names() const override {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "image/transforms.h"
 #include "model/vit_encoder.h"
 
 namespace vitprobe {
@@ -27,9 +28,15 @@ class PoolingWeightSource {
   /// Names of the maps one image gets: one for AbMILP / SimPool / attention-weighted heads, one per query for
   /// efficient probing, one per head for multi-head cross-attention.
   virtual std::vector<std::string> map_names() const = 0;
+  /// Whether the head was trained with the encoder's final norm on its block's tokens.
+  virtual bool final_norm() const = 0;
+  /// One line per way in which this use differs from the head's training: another checkpoint (SHA-256) or
+  /// other preprocessing than the head's config records. Empty when they agree.
+  virtual std::vector<std::string> mismatches(const std::string& model_sha256, const PreprocessOptions& preprocess) const = 0;
   /// Weights (B, maps, patches) for the block's raw output tokens (B, T, D) in the encoder's token order
   /// (the final norm is applied here when the head was trained with it) and its attention (B, heads, T, T)
-  /// when needs_attention(); every map sums to 1 over the patches.
+  /// when needs_attention(); every map sums to 1 over the patches, except abmilp:content=all, whose
+  /// softmax also covers the prefix tokens (the maps then sum to the patches' share).
   virtual at::Tensor patch_weights(const at::Tensor& block_tokens, const at::Tensor& attention) const = 0;
   /// The head's aggregated representation (B, F) before its BatchNorm, as the probe trained on it.
   virtual at::Tensor pooled(const at::Tensor& block_tokens, const at::Tensor& attention) const = 0;
