@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "checkpoint/key_maps.h"
+#include "stats/file_list_dataset.h"
 
 namespace vitprobe::cli {
 
@@ -48,6 +49,25 @@ void add_preprocess_options(CLI::App& app, PreprocessFlags& flags) {
   flags.interpolation_option = app.add_option("--interpolation", flags.interpolation, "Resize filter")
                                    ->default_str("bicubic")
                                    ->check(CLI::IsMember({"bicubic", "bilinear"}));
+}
+
+CLI::Option* add_analysis_encoder_options(CLI::App& app, LoadOptions& load, PreprocessFlags& preprocess, int& threads) {
+  add_load_options(app, load);
+  auto* dtype = app.get_option("--dtype");
+  dtype->default_str("bf16 where the CPU has avx512_bf16/amx_bf16, else fp32");
+  add_preprocess_options(app, preprocess);
+  add_threads_option(app, threads);
+  return dtype;
+}
+
+void add_analysis_data_options(CLI::App& app, DatasetSpec& data, std::string& class_names) {
+  app.add_option("--data", data.text, analysis_dataset_help())->required();
+  app.add_option("--split", data.split, "Split")->capture_default_str()->check(CLI::IsMember({"train", "val", "test"}));
+  app.add_option("--limit", data.limit, "Use N images (seeded shuffle, class-balanced; 0: all)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--seed", data.seed, "Seed of --limit")->capture_default_str();
+  app.add_option("--class-names", class_names, "filelist data: file with one class name per integer label");
 }
 
 void add_threads_option(CLI::App& app, int& threads) {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "checkpoint/loader.h"
+#include "data/dataset.h"
 #include "dist/process_group.h"
 #include "jobs/preprocess_settings.h"
 
@@ -38,6 +39,14 @@ struct PreprocessFlags {
 
 /// Adds --mean --std --resize --crop --interpolation.
 void add_preprocess_options(CLI::App& app, PreprocessFlags& flags);
+
+/// The encoder options of the analysis commands (attn-stats, maps, embed): add_load_options with --dtype
+/// defaulting to bf16 only where the CPU has native bf16, then preprocessing and --threads. Returns --dtype,
+/// so the command can tell whether the user chose one.
+CLI::Option* add_analysis_encoder_options(CLI::App& app, LoadOptions& load, PreprocessFlags& preprocess, int& threads);
+
+/// --data --split --limit --seed --class-names of attn-stats and embed (the dataset of one pass).
+void add_analysis_data_options(CLI::App& app, DatasetSpec& data, std::string& class_names);
 
 /// Adds --threads (default: all cores).
 void add_threads_option(CLI::App& app, int& threads);

@@ -47,13 +47,7 @@ Subcommand register_attn_stats(CLI::App& parent) {
                                                   "stats.json, stats.csv and figures");
   app->add_option("--model", job.models, "Checkpoint; repeat to compare models in one figure")->required();
   app->add_option("--label", job.labels, "Name of each model in the figure, in --model order (default: file stem)");
-  app->add_option("--data", job.data.text, analysis_dataset_help())->required();
-  app->add_option("--split", job.data.split, "Split")->capture_default_str()->check(CLI::IsMember({"train", "val", "test"}));
-  app->add_option("--limit", job.data.limit, "Use N images (seeded shuffle, class-balanced; 0: all)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app->add_option("--seed", job.data.seed, "Seed of --limit")->capture_default_str();
-  app->add_option("--class-names", job.class_names, "filelist data: file with one class name per integer label");
+  add_analysis_data_options(*app, job.data, job.class_names);
   app->add_option("--out", job.out_dir, "Output folder")->required();
   app->add_option("--batch-size", job.batch_size, "Images per forward pass (0: as many as keep all blocks' attention "
                                                   "under 1 GiB, at most 256)")
@@ -63,11 +57,7 @@ Subcommand register_attn_stats(CLI::App& parent) {
   app->add_flag("--std-bands", job.std_bands, "Shade mean +- std over images in the figure");
   app->add_flag("--quiet", flags->quiet, "No progress bar");
   app->add_flag("--json", flags->json, "Print stats.json instead of a table");
-  add_load_options(*app, job.load);
-  flags->dtype_option = app->get_option("--dtype");
-  flags->dtype_option->default_str("bf16 where the CPU has avx512_bf16/amx_bf16, else fp32");
-  add_preprocess_options(*app, flags->preprocess);
-  add_threads_option(*app, flags->threads);
+  flags->dtype_option = add_analysis_encoder_options(*app, job.load, flags->preprocess, flags->threads);
   add_dist_options(*app, job.dist);
   return {app, [flags]() {
             apply_threads(flags->threads);

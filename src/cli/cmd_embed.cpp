@@ -30,13 +30,7 @@ Subcommand register_embed(CLI::App& parent) {
   auto* app = parent.add_subcommand("embed", "2-D t-SNE of an encoder's features over a dataset: scatter plot "
                                              "coloured by class (PNG/SVG) and the points as CSV");
   app->add_option("--model", job.model, "Checkpoint (.safetensors, .pth/.pt)")->required();
-  app->add_option("--data", job.data.text, analysis_dataset_help())->required();
-  app->add_option("--split", job.data.split, "Split")->capture_default_str()->check(CLI::IsMember({"train", "val", "test"}));
-  app->add_option("--limit", job.data.limit, "Use N images (seeded shuffle, class-balanced; 0: all)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app->add_option("--seed", job.data.seed, "Seed of --limit")->capture_default_str();
-  app->add_option("--class-names", job.class_names, "filelist data: file with one class name per integer label");
+  add_analysis_data_options(*app, job.data, job.class_names);
   app->add_option("--features", job.features, "Representation: [cls] token, mean of patch tokens, or the pooling of a "
                                                "trained abmilp head (needs --heads-dir)")
       ->capture_default_str()
@@ -61,11 +55,7 @@ Subcommand register_embed(CLI::App& parent) {
   app->add_flag("--save-features", job.save_features, "Also write features.npy (N, D)");
   app->add_flag("--quiet", flags->quiet, "No progress bars");
   app->add_flag("--json", flags->json, "Print embed.json");
-  add_load_options(*app, job.load);
-  flags->dtype_option = app->get_option("--dtype");
-  flags->dtype_option->default_str("bf16 where the CPU has avx512_bf16/amx_bf16, else fp32");
-  add_preprocess_options(*app, flags->preprocess);
-  add_threads_option(*app, flags->threads);
+  flags->dtype_option = add_analysis_encoder_options(*app, job.load, flags->preprocess, flags->threads);
   return {app, [flags]() {
             apply_threads(flags->threads);
             auto& job = flags->job;

@@ -40,11 +40,7 @@ Subcommand register_maps(CLI::App& parent) {
       ->check(CLI::IsMember({"inferno", "viridis"}));
   app->add_option("--class-names", job.class_names, "File with one class name per line, for the classifier's top-1");
   app->add_flag("--json", flags->json, "Print maps.json");
-  add_load_options(*app, job.load);
-  flags->dtype_option = app->get_option("--dtype");
-  flags->dtype_option->default_str("bf16 where the CPU has avx512_bf16/amx_bf16, else fp32");
-  add_preprocess_options(*app, flags->preprocess);
-  add_threads_option(*app, flags->threads);
+  flags->dtype_option = add_analysis_encoder_options(*app, job.load, flags->preprocess, flags->threads);
   return {app, [flags]() {
             apply_threads(flags->threads);
             auto& job = flags->job;
