@@ -16,30 +16,31 @@ namespace {
 
 }  // namespace
 
+void visit_block_weights(BlockWeights& block, const std::string& prefix,
+                         const std::function<void(const std::string&, at::Tensor&)>& fn) {
+  fn(prefix + "norm1.weight", block.norm1_weight);
+  fn(prefix + "norm1.bias", block.norm1_bias);
+  fn(prefix + "attn.qkv.weight", block.qkv_weight);
+  fn(prefix + "attn.qkv.bias", block.qkv_bias);
+  fn(prefix + "attn.proj.weight", block.proj_weight);
+  fn(prefix + "attn.proj.bias", block.proj_bias);
+  fn(prefix + "ls1.gamma", block.ls1_gamma);
+  fn(prefix + "ls2.gamma", block.ls2_gamma);
+  fn(prefix + "norm2.weight", block.norm2_weight);
+  fn(prefix + "norm2.bias", block.norm2_bias);
+  fn(prefix + "mlp.fc1.weight", block.fc1_weight);
+  fn(prefix + "mlp.fc1.bias", block.fc1_bias);
+  fn(prefix + "mlp.fc2.weight", block.fc2_weight);
+  fn(prefix + "mlp.fc2.bias", block.fc2_bias);
+}
+
 void visit_weights(VitWeights& weights, const std::function<void(const std::string&, at::Tensor&)>& fn) {
   fn("patch_embed.proj.weight", weights.patch_weight);
   fn("patch_embed.proj.bias", weights.patch_bias);
   fn("cls_token", weights.cls_token);
   fn("reg_token", weights.reg_token);
   fn("pos_embed", weights.pos_embed);
-  for (size_t i = 0; i < weights.blocks.size(); ++i) {
-    auto& block = weights.blocks[i];
-    const std::string prefix = "blocks." + std::to_string(i) + ".";
-    fn(prefix + "norm1.weight", block.norm1_weight);
-    fn(prefix + "norm1.bias", block.norm1_bias);
-    fn(prefix + "attn.qkv.weight", block.qkv_weight);
-    fn(prefix + "attn.qkv.bias", block.qkv_bias);
-    fn(prefix + "attn.proj.weight", block.proj_weight);
-    fn(prefix + "attn.proj.bias", block.proj_bias);
-    fn(prefix + "ls1.gamma", block.ls1_gamma);
-    fn(prefix + "ls2.gamma", block.ls2_gamma);
-    fn(prefix + "norm2.weight", block.norm2_weight);
-    fn(prefix + "norm2.bias", block.norm2_bias);
-    fn(prefix + "mlp.fc1.weight", block.fc1_weight);
-    fn(prefix + "mlp.fc1.bias", block.fc1_bias);
-    fn(prefix + "mlp.fc2.weight", block.fc2_weight);
-    fn(prefix + "mlp.fc2.bias", block.fc2_bias);
-  }
+  for (size_t i = 0; i < weights.blocks.size(); ++i) visit_block_weights(weights.blocks[i], "blocks." + std::to_string(i) + ".", fn);
   fn("norm.weight", weights.norm_weight);
   fn("norm.bias", weights.norm_bias);
 }

@@ -37,6 +37,10 @@ struct VitWeights {
 /// Calls `fn` with each tensor slot of `weights` and its timm key ("blocks.3.attn.qkv.weight"); slots a
 /// configuration does not use are passed too, undefined. Used for dtype/device moves and for saving.
 void visit_weights(VitWeights& weights, const std::function<void(const std::string&, at::Tensor&)>& fn);
+/// The tensors of one block under `prefix` (e.g. "blocks.3."), timm names, in the order visit_weights uses
+/// (undefined ones too: qkv bias, LayerScale gammas); shared with the MAE decoder's blocks.
+void visit_block_weights(BlockWeights& block, const std::string& prefix,
+                         const std::function<void(const std::string&, at::Tensor&)>& fn);
 
 /// What a caller wants back from one forward pass.
 struct ForwardRequest {

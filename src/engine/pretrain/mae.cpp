@@ -75,20 +75,10 @@ std::vector<TrainableTensor> decoder_tensors(MaeDecoderWeights& decoder) {
   add("decoder_embed.bias", decoder.embed_bias);
   add("mask_token", decoder.mask_token);
   for (size_t i = 0; i < decoder.blocks.size(); ++i) {
-    auto& block = decoder.blocks[i];
-    const std::string prefix = "decoder_blocks." + std::to_string(i) + ".";
-    add(prefix + "norm1.weight", block.norm1_weight);
-    add(prefix + "norm1.bias", block.norm1_bias);
-    add(prefix + "attn.qkv.weight", block.qkv_weight);
-    add(prefix + "attn.qkv.bias", block.qkv_bias);
-    add(prefix + "attn.proj.weight", block.proj_weight);
-    add(prefix + "attn.proj.bias", block.proj_bias);
-    add(prefix + "norm2.weight", block.norm2_weight);
-    add(prefix + "norm2.bias", block.norm2_bias);
-    add(prefix + "mlp.fc1.weight", block.fc1_weight);
-    add(prefix + "mlp.fc1.bias", block.fc1_bias);
-    add(prefix + "mlp.fc2.weight", block.fc2_weight);
-    add(prefix + "mlp.fc2.bias", block.fc2_bias);
+    // MAE's decoder blocks are timm blocks without LayerScale: the undefined gammas are left out.
+    visit_block_weights(decoder.blocks[i], "decoder_blocks." + std::to_string(i) + ".", [&](const std::string& name, at::Tensor& tensor) {
+      if (tensor.defined()) add(name, tensor);
+    });
   }
   add("decoder_norm.weight", decoder.norm_weight);
   add("decoder_norm.bias", decoder.norm_bias);
