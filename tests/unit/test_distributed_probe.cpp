@@ -18,14 +18,7 @@ using dist_test::run_ranks;
 
 using ShardSource = probe_test::MemorySource;
 
-TokenLayout layout() {
-  TokenLayout layout;
-  layout.embed_dim = 8;
-  layout.num_prefix_tokens = 1;
-  layout.grid_size = 2;
-  layout.num_encoder_heads = 2;
-  return layout;
-}
+using probe_test::tiny_layout;
 
 std::pair<FeatureMap, at::Tensor> data(int64_t n, int64_t classes, uint64_t seed) {
   auto generator = at::detail::createCPUGenerator(seed);
@@ -34,7 +27,7 @@ std::pair<FeatureMap, at::Tensor> data(int64_t n, int64_t classes, uint64_t seed
   auto tokens = at::randn({n, 5, 8}, generator) + 1.5;  // a mean offset, so BatchNorm's centering matters
   tokens.select(1, 0).add_(centres.index_select(0, labels));
   tokens.select(1, 2).add_(centres.index_select(0, labels));
-  return {compute_features(tokens, {}, layout(), {"tokens", "cls", "mean"}), labels};
+  return {compute_features(tokens, {}, tiny_layout(), {"tokens", "cls", "mean"}), labels};
 }
 
 struct Outcome {
@@ -56,7 +49,7 @@ Outcome train(int world_size, int64_t global_batch, const std::string& heads, co
     options.batch_size = global_batch / world_size;
     options.base_lrs = {0.5, 2.0};
     options.optimizer.kind = optimizer;
-    ProbeTrainer trainer(parse_head_list(heads), layout(), 3, options, at::kCPU, &communicator);
+    ProbeTrainer trainer(parse_head_list(heads), tiny_layout(), 3, options, at::kCPU, &communicator);
     LoaderOptions train_options;
     train_options.batch_size = options.batch_size;
     train_options.shuffle = true;
@@ -134,7 +127,7 @@ INSTANTIATE_TEST_SUITE_P(WorldSizes, DistributedTrainer,
 TEST(DistributedTrainer, OneRankSynchronisedForwardIsBatchNorm) {
   const auto [features, labels] = data(12, 3, 13);
   const auto spec = parse_head_list("ep:2").front();
-  ProbeHead a(spec, layout(), 3, 5), b(spec, layout(), 3, 5);
+  ProbeHead a(spec, tiny_layout(), 3, 5), b(spec, tiny_layout(), 3, 5);
   const auto expected = a.forward(features, true);
   const auto got = forward_synchronised({&b}, features, single_process()).front();
   EXPECT_TRUE(at::allclose(got, expected, 1e-5, 1e-6));
@@ -145,12 +138,12 @@ TEST(DistributedTrainer, SyncBatchNormGradientsMatchTheGlobalBatch) {
   // Gradients of a pooling head's parameters: (sum over ranks) / world == one process on the whole batch.
   const auto [features, labels] = data(12, 3, 11);
   const auto spec = parse_head_list("abmilp").front();
-  ProbeHead reference(spec, layout(), 3, 5);
+  ProbeHead reference(spec, tiny_layout(), 3, 5);
   at::cross_entropy_loss(reference.forward(features, true), labels).backward();
   std::vector<std::vector<at::Tensor>> gradients(3);
   std::vector<at::Tensor> running_means(3);
   run_ranks(3, [&](Communicator& communicator) {
-    ProbeHead head(spec, layout(), 3, 5);
+    ProbeHead head(spec, tiny_layout(), 3, 5);
     const auto rows = at::arange(communicator.rank(), 12, 3, at::kLong);
     FeatureMap shard;
     for (const auto& [name, tensor] : features) shard[name] = tensor.index_select(0, rows);

@@ -13,6 +13,7 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "probe/feature_source.h"
+#include "test_data_fixtures.h"
 #include "model/vit_encoder.h"
 
 namespace vitprobe::probe_test {
@@ -93,23 +94,17 @@ class ColourDataset final : public Dataset {
 };
 
 /// A fresh folder, removed with its contents at the end.
-class ScratchDir {
- public:
-  ScratchDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base && *base ? base : "/tmp") + "/vitprobe_probe_XXXXXX";
-    if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
+using ScratchDir = test::TempDir;
 
- private:
-  std::string path_;
-};
+/// The token layout of the probe unit tests' synthetic features: width 8, [cls] + 2x2 patches, 2 heads.
+inline TokenLayout tiny_layout() {
+  TokenLayout layout;
+  layout.embed_dim = 8;
+  layout.num_prefix_tokens = 1;
+  layout.grid_size = 2;
+  layout.num_encoder_heads = 2;
+  return layout;
+}
 
 /// Features held in memory, batched like the loader: epoch_order (shuffled per epoch when options.shuffle,
 /// sharded by rank), only full global batches with drop_last.

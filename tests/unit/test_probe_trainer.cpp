@@ -16,14 +16,7 @@ namespace {
 
 using probe_test::MemorySource;
 
-TokenLayout layout() {
-  TokenLayout layout;
-  layout.embed_dim = 8;
-  layout.num_prefix_tokens = 1;
-  layout.grid_size = 2;
-  layout.num_encoder_heads = 2;
-  return layout;
-}
+using probe_test::tiny_layout;
 
 // Tokens whose [cls] and one patch carry the class (as a mean shift), the other patches noise.
 std::pair<FeatureMap, at::Tensor> separable(int64_t n, int64_t classes, uint64_t seed) {
@@ -33,7 +26,7 @@ std::pair<FeatureMap, at::Tensor> separable(int64_t n, int64_t classes, uint64_t
   auto tokens = at::randn({n, 5, 8}, generator);
   tokens.select(1, 0).add_(centres.index_select(0, labels));
   tokens.select(1, 3).add_(centres.index_select(0, labels) * 2);
-  auto features = compute_features(tokens, {}, layout(), {"tokens", "cls", "mean"});
+  auto features = compute_features(tokens, {}, tiny_layout(), {"tokens", "cls", "mean"});
   return {features, labels};
 }
 
@@ -50,7 +43,7 @@ TrainerOptions options(std::vector<double> lrs, int epochs = 6) {
 TEST(ProbeTrainer, OnePassTrainsEveryHeadAtEveryLearningRate) {
   const auto [features, labels] = separable(128, 4, 1);
   MemorySource train(features, labels, 16, true, 0), val(features, labels, 32, false, 0);
-  ProbeTrainer trainer(parse_head_list("cls,mean,abmilp,knn"), layout(), 4, options({1.0, 4.0}), at::kCPU);
+  ProbeTrainer trainer(parse_head_list("cls,mean,abmilp,knn"), tiny_layout(), 4, options({1.0, 4.0}), at::kCPU);
   ASSERT_EQ(trainer.runs().size(), 6u);  // knn is not trained
   EXPECT_EQ(trainer.required_features(), (std::set<std::string>{"cls", "mean", "tokens"}));
   // Pairs of one head start from the same weights.
@@ -77,12 +70,12 @@ TEST(ProbeTrainer, ResumingGivesTheSameWeightsAsAnUninterruptedRun) {
   opts.optimizer.kind = "lars";
   opts.base_lrs = {2.0};
   MemorySource train(features, labels, 16, true, 5), val(features, labels, 32, false, 0);
-  ProbeTrainer straight(specs, layout(), 3, opts, at::kCPU);
+  ProbeTrainer straight(specs, tiny_layout(), 3, opts, at::kCPU);
   for (int epoch = 0; epoch < 4; ++epoch) {
     straight.train_epoch(train, epoch);
     straight.evaluate(val, epoch);
   }
-  ProbeTrainer first(specs, layout(), 3, opts, at::kCPU);
+  ProbeTrainer first(specs, tiny_layout(), 3, opts, at::kCPU);
   for (int epoch = 0; epoch < 2; ++epoch) {
     first.train_epoch(train, epoch);
     first.evaluate(val, epoch);
@@ -90,7 +83,7 @@ TEST(ProbeTrainer, ResumingGivesTheSameWeightsAsAnUninterruptedRun) {
   std::map<std::string, at::Tensor> saved;
   for (const auto& [name, tensor] : first.checkpoint_tensors()) saved[name] = tensor.clone();
   const auto metadata = nlohmann::json::parse(first.checkpoint_metadata().dump());
-  ProbeTrainer second(specs, layout(), 3, opts, at::kCPU);
+  ProbeTrainer second(specs, tiny_layout(), 3, opts, at::kCPU);
   second.restore(saved, metadata, "checkpoint");
   for (int epoch = 2; epoch < 4; ++epoch) {
     second.train_epoch(train, epoch);
@@ -106,10 +99,10 @@ TEST(ProbeTrainer, ResumingGivesTheSameWeightsAsAnUninterruptedRun) {
 
 TEST(ProbeTrainer, RestoreRefusesAnotherGrid) {
   const auto [features, labels] = separable(32, 2, 3);
-  ProbeTrainer trainer(parse_head_list("cls"), layout(), 2, options({0.1}), at::kCPU);
+  ProbeTrainer trainer(parse_head_list("cls"), tiny_layout(), 2, options({0.1}), at::kCPU);
   std::map<std::string, at::Tensor> tensors;
   for (const auto& [name, tensor] : trainer.checkpoint_tensors()) tensors[name] = tensor;
-  ProbeTrainer other(parse_head_list("cls"), layout(), 2, options({0.1, 0.2}), at::kCPU);
+  ProbeTrainer other(parse_head_list("cls"), tiny_layout(), 2, options({0.1, 0.2}), at::kCPU);
   EXPECT_THROW(other.restore(tensors, trainer.checkpoint_metadata(), "checkpoint"), BadInput);
 }
 

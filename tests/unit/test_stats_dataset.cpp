@@ -11,28 +11,12 @@
 #include "stats/compute_dtype.h"
 #include "stats/dataset_pass.h"
 #include "stats/file_list_dataset.h"
+#include "test_data_fixtures.h"
 
 namespace vitprobe {
 namespace {
 
-class ScratchDir {
- public:
-  ScratchDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base && *base ? base : "/tmp") + "/vitprobe_filelist_XXXXXX";
-    if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code error;
-    std::filesystem::remove_all(path_, error);
-  }
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using ScratchDir = test::TempDir;
 
 void write_text(const std::string& file, const std::string& text) {
   std::filesystem::create_directories(std::filesystem::path(file).parent_path());

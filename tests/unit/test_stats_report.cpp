@@ -12,27 +12,12 @@
 #include "report/colors.h"
 #include "report/image_grid.h"
 #include "report/plot.h"
+#include "test_data_fixtures.h"
 
 namespace vitprobe {
 namespace {
 
-class ScratchDir {
- public:
-  ScratchDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base && *base ? base : "/tmp") + "/vitprobe_report_XXXXXX";
-    if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code error;
-    std::filesystem::remove_all(path_, error);
-  }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using ScratchDir = test::TempDir;
 
 std::string read_all(const std::string& file) {
   std::ifstream in(file, std::ios::binary);

@@ -11,6 +11,7 @@
 #include "common/errors.h"
 #include "image/image.h"
 #include "io/atomic_file.h"
+#include "io/text_file.h"
 #include "io/npy.h"
 
 namespace vitprobe {
@@ -60,15 +61,6 @@ at::Tensor load_inputs(const ForwardJobOptions& options, const LoadedModel& mode
     images.push_back(load_image_tensor(file, preprocess));
   }
   return at::stack(images);
-}
-
-std::vector<std::string> read_class_names(const std::string& file) {
-  std::vector<std::string> names;
-  if (file.empty()) return names;
-  std::ifstream in(file);
-  if (!in) throw IoError(file + ": cannot open class names");
-  for (std::string line; std::getline(in, line);) names.push_back(line);
-  return names;
 }
 
 }  // namespace

@@ -258,20 +258,6 @@ std::unique_ptr<FeatureCache> FeatureCache::build(const std::string& root, const
   auto local_labels = labels.empty() ? at::zeros({0}, at::kLong) : at::cat(labels);
   const auto positions = at::arange(rank, rank + local_labels.size(0) * world_size, world_size, at::kLong);
   const auto all_labels = all_gather_rows(communicator, local_labels, positions, dataset.size());
-  if (world_size > 1 && missing.size() > 0) {
-    // A rank with no item of the dataset never learns the row shape: take it from the others.
-    for (const auto& name : missing) {
-      auto shape = at::zeros({8}, at::kLong);
-      if (row_shapes.count(name)) {
-        shape[0] = static_cast<int64_t>(row_shapes[name].size()) + 1;
-        for (size_t i = 0; i < row_shapes[name].size(); ++i) shape[static_cast<int64_t>(i) + 1] = row_shapes[name][i];
-      }
-      if (rank != 0) shape.zero_();
-      communicator.all_reduce_sum(shape);
-      row_shapes[name].clear();
-      for (int64_t i = 1; i < shape[0].item<int64_t>(); ++i) row_shapes[name].push_back(shape[i].item<int64_t>());
-    }
-  }
   communicator.barrier();  // every shard is in place
   if (rank == 0) {
     RowWriter label_writer(folder / "labels.i64");

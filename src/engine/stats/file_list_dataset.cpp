@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common/errors.h"
+#include "io/text_file.h"
 
 namespace fs = std::filesystem;
 
@@ -27,17 +28,6 @@ bool is_integer(const std::string& text) {
   if (text.empty() || text.size() > 18) return false;
   const size_t start = text[0] == '-' ? 1 : 0;
   return start < text.size() && std::all_of(text.begin() + start, text.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-std::vector<std::string> read_lines(const std::string& file) {
-  std::ifstream in(file);
-  if (!in) throw IoError(file + ": cannot open");
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    lines.push_back(line);
-  }
-  return lines;
 }
 
 class FileListDataset : public Dataset {

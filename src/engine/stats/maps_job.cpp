@@ -13,6 +13,7 @@
 #include "common/errors.h"
 #include "image/transforms.h"
 #include "io/atomic_file.h"
+#include "io/text_file.h"
 #include "io/npy.h"
 #include "report/image_grid.h"
 #include "stats/dataset_pass.h"
@@ -24,15 +25,6 @@ namespace {
 
 constexpr int64_t kImagesPerForward = 8;
 constexpr int kMaxColumns = 7;
-
-std::vector<std::string> read_class_names(const std::string& file) {
-  std::vector<std::string> names;
-  if (file.empty()) return names;
-  std::ifstream in(file);
-  if (!in) throw IoError(file + ": cannot open class names");
-  for (std::string line; std::getline(in, line);) names.push_back(line);
-  return names;
-}
 
 // Output names: the input's stem, numbered when two inputs share one.
 std::vector<std::string> output_names(const std::vector<std::string>& inputs) {
