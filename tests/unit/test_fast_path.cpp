@@ -4,7 +4,9 @@
 
 #include <algorithm>
 
+#include "common/errors.h"
 #include "kernels/onednn_matmul.h"
+#include "kernels/softmax.h"
 #include "model/random_weights.h"
 #include "model/vit_encoder.h"
 
@@ -108,6 +110,34 @@ TEST(PackedLinear, FusesGeluScaleAndResidual) {
   // A second batch size gets its own packed variant.
   const auto x2 = at::randn({3, 40});
   EXPECT_LE((plain(x2) - at::linear(x2, weight)).abs().max().item<double>(), 1e-4);
+}
+
+// The fast path's softmax against libtorch's, in float64, on rows of every length class of the AVX-512 loop
+// (shorter than a vector, whole vectors, a tail) and with spread-out and extreme values.
+TEST(Softmax, MatchesATenWithinFloatUlps) {
+  at::manual_seed(2);
+  for (bool vectorized : {true, false})
+  for (int64_t n : {1, 5, 16, 17, 64, 197, 200, 1025}) {
+    for (double spread : {1.0, 30.0}) {
+      auto x = at::randn({7, 3, n}) * spread;
+      x.select(-1, 0).fill_(-1e30);  // a vanishing entry (exp underflows to 0, no NaN)
+      const auto expected = at::softmax(x.to(at::kDouble), -1);
+      // Rounding x - max to float already moves exp by up to 2^-24 |x - max| relative: that much is allowed.
+      const auto allowed = 2e-6 + 6e-8 * (x - std::get<0>(x.max(-1, true))).abs().to(at::kDouble);
+      softmax_lastdim_(x, vectorized);
+      const auto error = (x.to(at::kDouble) - expected).abs() / expected.clamp_min(1e-300);
+      EXPECT_TRUE((error <= allowed).masked_select(expected > 1e-37).all().item<bool>()) << "n = " << n << ", spread " << spread << ", vectorized " << vectorized;
+      EXPECT_LE((x.to(at::kDouble).sum(-1) - 1).abs().max().item<double>(), 4e-6);
+      if (n > 1) EXPECT_EQ(x.select(-1, 0).max().item<float>(), 0.f);
+    }
+  }
+  // Many rows: the parallel split over threads gives each row the same result as alone.
+  auto many = at::randn({4096, 197});
+  const auto expected = at::softmax(many, -1);
+  softmax_lastdim_(many);
+  EXPECT_LE((many - expected).abs().max().item<double>(), 1e-6);
+  EXPECT_THROW(softmax_lastdim_(at::randn({4, 6}).t()), BadInput);
+  EXPECT_THROW(softmax_lastdim_(at::randn({4, 6}, at::kDouble)), BadInput);
 }
 
 }  // namespace

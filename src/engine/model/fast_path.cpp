@@ -6,6 +6,8 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/softmax.h"
+
 namespace vitprobe {
 
 FastEncoderPath::FastEncoderPath(const VitConfig& config, const VitWeights& weights, at::ScalarType dtype)
@@ -47,7 +49,8 @@ at::Tensor FastEncoderPath::run_block(int index, const at::Tensor& x, BlockCaptu
   auto scores = at::empty({batch, heads, tokens, tokens}, x.options().dtype(at::kFloat));
   batched_matmul(q, k.transpose(-2, -1), scores, static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim))));
   // In place: the (B, H, T, T) buffer is the largest of the block; a second one would be faulted in anew.
-  auto& probabilities = at::_softmax_out(scores, scores, -1, false);
+  softmax_lastdim_(scores);
+  const auto& probabilities = scores;
   if (capture != nullptr && capture->want_attention) capture->attention = probabilities;
   const auto mixing = dtype_ == at::kFloat ? probabilities : probabilities.to(dtype_);
   auto context = at::empty({batch, heads, tokens, head_dim}, x.options());

@@ -1,0 +1,14 @@
+#pragma once
+// Softmax over the last dimension, in place, for the attention scores of the fast path. AVX-512 where the CPU
+// has it (checked at run time), plain C++ otherwise. libtorch 1.13's CPU softmax here runs an AVX2 kernel with
+// a more accurate exp than softmax needs: 1.9x slower on ViT-S/16 attention (bench/block_stages_benchmark).
+#include <ATen/core/Tensor.h>
+
+namespace vitprobe {
+
+/// x <- softmax(x, -1) for a contiguous fp32 CPU tensor of rank >= 1; each row stays in L1 through its three
+/// passes (maximum, exp and sum, scale). Relative error within a few float ulps (tests compare at::softmax).
+/// `vectorized` false runs the portable loop even on AVX-512 CPUs (tests cover both).
+void softmax_lastdim_(const at::Tensor& x, bool vectorized = true);
+
+}  // namespace vitprobe
