@@ -23,8 +23,29 @@ import subprocess
 import sys
 import time
 
-import torch
-import torchvision
+REFERENCE_BLAS_DIR = "/usr/lib/x86_64-linux-gnu/blas"  # Debian's libblas3 (netlib), behind the alternatives
+REFERENCE_BLAS_MARK = "VITPROBE_COMPARE_SAVED_LD_LIBRARY_PATH"
+
+
+def use_reference_blas():
+    """Re-runs this script with libblas.so.3 resolved to the netlib reference BLAS (for PyTorch only)."""
+    if REFERENCE_BLAS_MARK in os.environ:
+        return
+    if not os.path.exists(os.path.join(REFERENCE_BLAS_DIR, "libblas.so.3")):
+        sys.exit(f"--blas reference: {REFERENCE_BLAS_DIR}/libblas.so.3 not found (Debian package libblas3)")
+    env = dict(os.environ)
+    env[REFERENCE_BLAS_MARK] = env.get("LD_LIBRARY_PATH", "")  # restored for the vitprobe runs
+    env["LD_LIBRARY_PATH"] = REFERENCE_BLAS_DIR + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
+# Before torch is imported: the BLAS is chosen when libtorch is loaded.
+if __name__ == "__main__" and ("--blas=reference" in sys.argv or
+                               any(a == "--blas" and b == "reference" for a, b in zip(sys.argv, sys.argv[1:]))):
+    use_reference_blas()
+
+import torch  # noqa: E402 (after the BLAS choice)
+import torchvision  # noqa: E402
 
 ARCHS = {  # name -> torchvision VisionTransformer arguments
     "vit_small_patch16": dict(patch_size=16, num_layers=12, num_heads=6, hidden_dim=384, mlp_dim=1536),
@@ -57,33 +78,25 @@ def vitprobe_images_per_s(binary, arch, batch, dtype, iterations):
     # vitprobe runs with the machine's own libraries even when PyTorch was pointed at another BLAS.
     env = dict(os.environ)
     if REFERENCE_BLAS_MARK in env:
-        env["LD_LIBRARY_PATH"] = env.pop(REFERENCE_BLAS_MARK)
+        saved = env.pop(REFERENCE_BLAS_MARK)
+        if saved:
+            env["LD_LIBRARY_PATH"] = saved
+        else:
+            env.pop("LD_LIBRARY_PATH", None)
     result = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     return json.loads(result.stdout)
 
 
-REFERENCE_BLAS_DIR = "/usr/lib/x86_64-linux-gnu/blas"  # Debian's libblas3 (netlib), behind the alternatives
-REFERENCE_BLAS_MARK = "VITPROBE_COMPARE_SAVED_LD_LIBRARY_PATH"
-
-
-def use_reference_blas():
-    """Re-runs this script with libblas.so.3 resolved to the netlib reference BLAS (for PyTorch only)."""
-    if REFERENCE_BLAS_MARK in os.environ:
-        return
-    if not os.path.exists(os.path.join(REFERENCE_BLAS_DIR, "libblas.so.3")):
-        sys.exit(f"--blas reference: {REFERENCE_BLAS_DIR}/libblas.so.3 not found (Debian package libblas3)")
-    env = dict(os.environ)
-    env[REFERENCE_BLAS_MARK] = env.get("LD_LIBRARY_PATH", "")
-    env["LD_LIBRARY_PATH"] = REFERENCE_BLAS_DIR + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
-    os.execve(sys.executable, [sys.executable] + sys.argv, env)
-
-
-def pytorch_sgemm_gflops(n=1024):
+def pytorch_sgemm_gflops(n=1024, repeats=3):
+    """Best of `repeats` timed n^3 products after a warm-up."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
-    start = time.perf_counter()
-    a @ b
-    return 2 * n ** 3 / (time.perf_counter() - start) / 1e9
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9
 
 
 def main():
@@ -99,7 +112,7 @@ def main():
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     if args.blas == "reference":
-        use_reference_blas()
+        use_reference_blas()  # no-op here: done before torch was imported
 
     torch.set_num_threads(os.cpu_count())
     sgemm = pytorch_sgemm_gflops()

@@ -8,8 +8,6 @@
 #include <string>
 
 #if defined(__x86_64__)
-// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized inside their own reduce/mask intrinsics.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #endif
 
@@ -18,21 +16,32 @@
 namespace vitprobe {
 namespace {
 
+constexpr float kSmallestNormal = std::numeric_limits<float>::min();
+
+// One row. Probabilities that would be denormal come out as 0 (as in the AVX-512 loop); a NaN or +inf in the
+// row gives a row of NaN, as at::softmax does.
+void softmax_row_plain(float* x, int64_t n) {
+  float max = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) max = std::isnan(x[i]) || std::isnan(max) ? NAN : std::max(max, x[i]);
+  float sum = 0.f;
+  for (int64_t i = 0; i < n; ++i) sum += (x[i] = std::exp(x[i] - max));
+  const float inverse = 1.f / sum, smallest = kSmallestNormal * sum;
+  const bool finite = std::isfinite(sum);  // else (a NaN, +inf, or an all -inf row) every entry is NaN
+  for (int64_t i = 0; i < n; ++i) x[i] = x[i] >= smallest || !finite ? x[i] * inverse : 0.f;
+}
+
 void softmax_rows_plain(float* data, int64_t rows, int64_t n) {
-  for (int64_t row = 0; row < rows; ++row) {
-    float* x = data + row * n;
-    const float max = *std::max_element(x, x + n);
-    float sum = 0.f;
-    for (int64_t i = 0; i < n; ++i) sum += (x[i] = std::exp(x[i] - max));
-    const float inverse = 1.f / sum;
-    for (int64_t i = 0; i < n; ++i) x[i] *= inverse;
-  }
+  for (int64_t row = 0; row < rows; ++row) softmax_row_plain(data + row * n, n);
 }
 
 #if defined(__x86_64__)
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized inside their own reduce/mask intrinsics.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 // exp(x) for x <= 0: x = n ln2 + r with |r| <= ln2 / 2, exp(r) by its Taylor polynomial of degree 7
 // (truncation error < 1e-8 relative), times 2^n by scalef. Below -87.3 (where exp leaves the normal floats) the
-// result is 0: no denormals reach the products that read the probabilities.
+// result is 0.
 __attribute__((target("avx512f"))) inline __m512 exp_nonpositive(__m512 x) {
   const __mmask16 normal = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_GE_OQ);
   x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
@@ -51,6 +60,9 @@ __attribute__((target("avx512f"))) inline __m512 exp_nonpositive(__m512 x) {
   return _mm512_maskz_scalef_ps(normal, p, n);
 }
 
+// Rows in three passes that stay in L1: maximum, exp and sum, scale. Tail lanes load the row maximum (exp(0),
+// no overflow) and are left out of the sum. Probabilities below the smallest normal float are written as 0, so
+// no denormals reach the mixing product; a row holding a NaN goes through the plain loop (a row of NaN).
 __attribute__((target("avx512f"))) void softmax_rows_avx512(float* data, int64_t rows, int64_t n) {
   const int64_t full = n / 16 * 16;
   const __mmask16 tail = static_cast<__mmask16>((1u << (n - full)) - 1u);
@@ -58,8 +70,21 @@ __attribute__((target("avx512f"))) void softmax_rows_avx512(float* data, int64_t
   for (int64_t row = 0; row < rows; ++row) {
     float* x = data + row * n;
     __m512 max = lowest;
-    for (int64_t i = 0; i < full; i += 16) max = _mm512_max_ps(max, _mm512_loadu_ps(x + i));
-    if (tail) max = _mm512_max_ps(max, _mm512_mask_loadu_ps(lowest, tail, x + full));
+    __mmask16 nan = 0;
+    for (int64_t i = 0; i < full; i += 16) {
+      const __m512 v = _mm512_loadu_ps(x + i);
+      nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      max = _mm512_max_ps(max, v);
+    }
+    if (tail) {
+      const __m512 v = _mm512_mask_loadu_ps(lowest, tail, x + full);
+      nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      max = _mm512_max_ps(max, v);
+    }
+    if (nan) {
+      softmax_row_plain(x, n);
+      continue;
+    }
     const __m512 row_max = _mm512_set1_ps(_mm512_reduce_max_ps(max));
     __m512 sum = _mm512_setzero_ps();
     for (int64_t i = 0; i < full; i += 16) {
@@ -68,20 +93,24 @@ __attribute__((target("avx512f"))) void softmax_rows_avx512(float* data, int64_t
       sum = _mm512_add_ps(sum, e);
     }
     if (tail) {
-      const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + full), row_max));
+      const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_mask_loadu_ps(row_max, tail, x + full), row_max));
       _mm512_mask_storeu_ps(x + full, tail, e);
       sum = _mm512_mask_add_ps(sum, tail, sum, e);
     }
-    const __m512 inverse = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(sum));
-    for (int64_t i = 0; i < full; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inverse));
-    if (tail) _mm512_mask_storeu_ps(x + full, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, x + full), inverse));
+    const float total = _mm512_reduce_add_ps(sum);
+    const __m512 inverse = _mm512_set1_ps(1.f / total), smallest = _mm512_set1_ps(kSmallestNormal * total);
+    for (int64_t i = 0; i < full; i += 16) {
+      const __m512 e = _mm512_loadu_ps(x + i);
+      _mm512_storeu_ps(x + i, _mm512_maskz_mul_ps(_mm512_cmp_ps_mask(e, smallest, _CMP_GE_OQ), e, inverse));
+    }
+    if (tail) {
+      const __m512 e = _mm512_maskz_loadu_ps(tail, x + full);
+      _mm512_mask_storeu_ps(x + full, tail, _mm512_maskz_mul_ps(_mm512_cmp_ps_mask(e, smallest, _CMP_GE_OQ), e, inverse));
+    }
   }
 }
 
-bool cpu_has_avx512() {
-  static const bool has = __builtin_cpu_supports("avx512f");
-  return has;
-}
+#pragma GCC diagnostic pop
 #endif
 
 void check_contiguous_float(const at::Tensor& x, const char* what) {
@@ -92,6 +121,15 @@ void check_contiguous_float(const at::Tensor& x, const char* what) {
 
 }  // namespace
 
+bool softmax_vectorized_available() {
+#if defined(__x86_64__)
+  static const bool has = __builtin_cpu_supports("avx512f");
+  return has;
+#else
+  return false;
+#endif
+}
+
 void softmax_lastdim_(const at::Tensor& x, bool vectorized) {
   check_contiguous_float(x, "softmax_lastdim_");
   const int64_t n = x.size(-1);
@@ -101,7 +139,7 @@ void softmax_lastdim_(const at::Tensor& x, bool vectorized) {
   const int64_t grain = std::max<int64_t>(1, 16384 / n);  // rows per task: ~64 KB of scores
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
 #if defined(__x86_64__)
-    if (vectorized && cpu_has_avx512()) return softmax_rows_avx512(data + begin * n, end - begin, n);
+    if (vectorized && softmax_vectorized_available()) return softmax_rows_avx512(data + begin * n, end - begin, n);
 #endif
     softmax_rows_plain(data + begin * n, end - begin, n);
   });

@@ -7,8 +7,12 @@
 namespace vitprobe {
 
 /// x <- softmax(x, -1) for a contiguous fp32 CPU tensor of rank >= 1; each row stays in L1 through its three
-/// passes (maximum, exp and sum, scale). Relative error within a few float ulps (tests compare at::softmax).
-/// `vectorized` false runs the portable loop even on AVX-512 CPUs (tests cover both).
+/// passes (maximum, exp and sum, scale). Relative error within 2e-6 plus what rounding x - max to float costs
+/// (tests compare at::softmax in float64); probabilities below the smallest normal float are 0; a row holding
+/// a NaN gives NaN. `vectorized` false runs the portable loop even on AVX-512 CPUs (tests cover both).
 void softmax_lastdim_(const at::Tensor& x, bool vectorized = true);
+
+/// True when softmax_lastdim_ runs its AVX-512 loop on this CPU.
+bool softmax_vectorized_available();
 
 }  // namespace vitprobe
