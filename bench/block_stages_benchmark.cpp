@@ -8,13 +8,11 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <thread>
 
+#include "common/heap.h"
 #include "kernels/onednn_matmul.h"
 #include "kernels/softmax.h"
 
@@ -29,11 +27,10 @@ struct Shape {
 const Shape kSmall{16, 197, 384, 6, 1536};
 const Shape kBase{16, 197, 768, 12, 3072};
 
-// Threads and the CLI's allocator settings (src/cli/main.cpp): large activations from the untrimmed heap.
+// All cores, and the CLI's allocator setting (common/heap.h): large activations from the untrimmed heap.
 void set_threads() {
   at::set_num_threads(static_cast<int>(std::thread::hardware_concurrency()));
-  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-  mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());
+  keep_freed_memory_in_heap();
 }
 
 void flops_counter(benchmark::State& state, double flops_per_iteration) {
@@ -100,8 +97,9 @@ void MixingStrided(benchmark::State& state, Shape s) {
   state.SetItemsProcessed(state.iterations() * s.rows());
 }
 
-// The softmaxes work in place: each iteration starts again from the same random scores (copy not timed).
-void Softmax(benchmark::State& state, Shape s) {
+// libtorch's softmax or ours (kernels/softmax.h), in place as the fast path runs it: each iteration starts again
+// from the same random scores (the copy is not timed).
+void Softmax(benchmark::State& state, Shape s, bool ours) {
   set_threads();
   const auto input = at::randn({s.batch, s.heads, s.tokens, s.tokens}) * 3;
   auto scores = input.clone();
@@ -109,20 +107,12 @@ void Softmax(benchmark::State& state, Shape s) {
     state.PauseTiming();
     scores.copy_(input);
     state.ResumeTiming();
-    benchmark::DoNotOptimize(at::_softmax_out(scores, scores, -1, false).data_ptr());
-  }
-  state.SetItemsProcessed(state.iterations() * s.rows());
-}
-
-void SoftmaxOwn(benchmark::State& state, Shape s) {
-  set_threads();
-  const auto input = at::randn({s.batch, s.heads, s.tokens, s.tokens}) * 3;
-  auto scores = input.clone();
-  for (auto _ : state) {
-    state.PauseTiming();
-    scores.copy_(input);
-    state.ResumeTiming();
-    softmax_lastdim_(scores);
+    if (ours) {
+      softmax_lastdim_(scores);
+    } else {
+      at::_softmax_out(scores, scores, -1, false);
+    }
+    benchmark::DoNotOptimize(scores.data_ptr());
   }
   state.SetItemsProcessed(state.iterations() * s.rows());
 }
@@ -197,8 +187,8 @@ BENCHMARK_CAPTURE(MlpChunked, vit_base, kBase)->Arg(128)->Arg(256)->Arg(512)->Ar
   BENCHMARK_CAPTURE(Scores, name, shape)->Unit(benchmark::kMillisecond)->UseRealTime();                      \
   BENCHMARK_CAPTURE(ScoresStrided, name, shape)->Unit(benchmark::kMillisecond)->UseRealTime();               \
   BENCHMARK_CAPTURE(MixingStrided, name, shape)->Unit(benchmark::kMillisecond)->UseRealTime();               \
-  BENCHMARK_CAPTURE(Softmax, name, shape)->Unit(benchmark::kMillisecond)->UseRealTime();                     \
-  BENCHMARK_CAPTURE(SoftmaxOwn, name, shape)->Unit(benchmark::kMillisecond)->UseRealTime();                  \
+  BENCHMARK_CAPTURE(Softmax, name##_libtorch, shape, false)->Unit(benchmark::kMillisecond)->UseRealTime();   \
+  BENCHMARK_CAPTURE(Softmax, name##_ours, shape, true)->Unit(benchmark::kMillisecond)->UseRealTime();        \
   BENCHMARK_CAPTURE(Mixing, name, shape)->Unit(benchmark::kMillisecond)->UseRealTime();                      \
   BENCHMARK_CAPTURE(ContextMerge, name, shape)->Unit(benchmark::kMillisecond)->UseRealTime();                \
   BENCHMARK_CAPTURE(Linear, name##_proj_residual, shape, shape.dim, shape.dim, Activation::None, true)       \
@@ -212,8 +202,8 @@ BENCHMARK_CAPTURE(MlpChunked, vit_base, kBase)->Arg(128)->Arg(256)->Arg(512)->Ar
 
 // One L2-sized group of heads at a time (the cost without the trip to L3/DRAM).
 const Shape kSmallGroup{1, 197, 384, 4, 1536};
-BENCHMARK_CAPTURE(SoftmaxOwn, group, kSmallGroup)->Unit(benchmark::kMicrosecond)->UseRealTime();
-BENCHMARK_CAPTURE(Softmax, group, kSmallGroup)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(Softmax, group_ours, kSmallGroup, true)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(Softmax, group_libtorch, kSmallGroup, false)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 STAGES(vit_small, kSmall)
 STAGES(vit_base, kBase)

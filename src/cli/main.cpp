@@ -1,15 +1,13 @@
 // The vitprobe command line: parses options into the engine's structs and turns errors into exit codes.
 #include <c10/util/Exception.h>
 
-#include <malloc.h>
-
 #include <algorithm>
-#include <limits>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "cli_common.h"
+#include "common/heap.h"
 #include "common/errors.h"
 
 namespace {
@@ -20,12 +18,7 @@ std::string first_line(const std::string& text) { return text.substr(0, text.fin
 
 int main(int argc, char** argv) {
   using namespace vitprobe;
-  // Keep freed activation buffers in the heap: by default glibc hands large freed blocks back to the kernel
-  // (munmap, heap trimming), so every forward faults its activations in again, zeroed page by page (measured:
-  // ~98,000 page faults per ViT-S/16 batch-16 forward). Blocks up to 32 MiB (glibc's largest mmap threshold)
-  // now come from the heap, and the heap is not trimmed.
-  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-  mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());
+  keep_freed_memory_in_heap();  // no page faults on every forward's activations (common/heap.h)
   CLI::App app{"vitprobe: how good is a frozen ViT encoder, and where does its information live?", "vitprobe"};
   app.set_version_flag("--version", std::string(VITPROBE_VERSION));
   app.require_subcommand(1);

@@ -68,8 +68,8 @@ at::Tensor FastEncoderPath::run_block(int index, const at::Tensor& x, BlockCaptu
     h = packed.proj(context, flat, block.ls1_gamma);
   }
   const auto normed = at::layer_norm(h, {dim}, block.norm2_weight, block.norm2_bias, config_.norm_eps);
-  // The MLP in row chunks whose hidden activations stay under 16 MiB: heap blocks the allocator keeps (see
-  // main.cpp's mallopt) instead of fresh mappings faulted in page by page (ViT-B/16, batch 16: 39 MB at once).
+  // The MLP in row chunks whose hidden activations stay under 16 MiB: heap blocks the allocator keeps
+  // (common/heap.h) instead of fresh mappings faulted in page by page (ViT-B/16, batch 16: 39 MB at once).
   const int64_t hidden_bytes_per_row = static_cast<int64_t>(block.fc1_weight.size(0)) * static_cast<int64_t>(x.element_size());
   const int64_t chunk = std::max<int64_t>(256, (int64_t{16} << 20) / std::max<int64_t>(1, hidden_bytes_per_row));
   if (rows <= chunk) return packed.fc2(packed.fc1(normed), h, block.ls2_gamma).view({batch, tokens, dim});
