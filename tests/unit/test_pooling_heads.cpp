@@ -30,18 +30,16 @@ nlohmann::json config_for(const ProbeHead& head, int block, bool final_norm) {
 class PoolingHeads : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("vitprobe_pooling_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
     encoder_ = probe_test::tiny_encoder();
     layout_ = TokenLayout::of(encoder_->config());
   }
-  void TearDown() override { fs::remove_all(dir_); }
   void save(const std::string& name, int block, bool final_norm) {
     ProbeHead head(parse_head_list(name).front(), layout_, 3, 7);
     save_head((dir_ / "heads" / head_folder_name(name)).string(), head.state(), config_for(head, block, final_norm));
   }
 
-  fs::path dir_;
+  probe_test::ScratchDir scratch_;
+  fs::path dir_ = scratch_.path();
   std::shared_ptr<const VitEncoder> encoder_;
   TokenLayout layout_;
 };
@@ -92,6 +90,34 @@ TEST_F(PoolingHeads, AttentionWeightedHeadsUseTheBlocksAttention) {
   auto expected = attention.select(2, 0).mean(1).narrow(1, layout_.num_prefix_tokens, layout_.num_patches());
   expected = expected / expected.sum(-1, true);
   EXPECT_TRUE(at::allclose(sources.front()->patch_weights(tokens, attention).squeeze(1), expected, 1e-5, 1e-6));
+
+  // Through a forward: the request asks for block 1's output and attention, the result feeds the head.
+  ForwardRequest request;
+  sources.front()->add_inputs_to(request);
+  EXPECT_EQ(request.block_outputs, std::vector<int>{1});
+  EXPECT_EQ(request.attention_blocks, std::vector<int>{1});
+  const auto result = encoder_->forward(at::randn({2, 3, 32, 32}, generator), request);
+  const auto direct = sources.front()->patch_weights(result.block_outputs.at(1), result.attention.at(1));
+  EXPECT_TRUE(at::equal(sources.front()->patch_weights_of(result), direct));
+  EXPECT_TRUE(at::equal(sources.front()->pooled_of(result), sources.front()->pooled(result.block_outputs.at(1), result.attention.at(1))));
+}
+
+TEST_F(PoolingHeads, NotesOtherPreprocessing) {
+  save("abmilp", 0, true);  // trained with resize 32, crop 32, bicubic, mean = std = 0.5 (config_for)
+  const auto sources = load_pooling_heads(dir_.string(), encoder_);
+  PreprocessOptions same;
+  same.resize = same.crop = 32;
+  same.mean = same.std = {0.5f, 0.5f, 0.5f};
+  EXPECT_TRUE(sources.front()->mismatches("any", same).empty());  // the config records no checkpoint hash
+  for (int change = 0; change < 3; ++change) {
+    PreprocessOptions other = same;
+    if (change == 0) other.crop = 28;
+    if (change == 1) other.interpolation = Interpolation::Bilinear;
+    if (change == 2) other.mean[1] = 0.45f;
+    const auto notes = sources.front()->mismatches("any", other);
+    ASSERT_EQ(notes.size(), 1u) << "change " << change;
+    EXPECT_NE(notes.front().find("other preprocessing"), std::string::npos) << notes.front();
+  }
 }
 
 TEST_F(PoolingHeads, RefusesFoldersWithoutPoolingHeadsAndOtherLayouts) {
@@ -102,7 +128,7 @@ TEST_F(PoolingHeads, RefusesFoldersWithoutPoolingHeadsAndOtherLayouts) {
   } catch (const BadInput& error) {
     EXPECT_NE(std::string(error.what()).find("no head that weights patches"), std::string::npos) << error.what();
   }
-  fs::remove_all(dir_);
+  fs::remove_all(dir_ / "heads");
   save("abmilp", 0, true);
   const auto other = probe_test::tiny_encoder(/*num_registers=*/2);
   EXPECT_THROW(load_pooling_heads(dir_.string(), other), BadInput);

@@ -127,12 +127,6 @@ LoaderOptions sharded(LoaderOptions loader, const Communicator& communicator) {
   return loader;
 }
 
-nlohmann::json preprocess_json(const PreprocessOptions& p) {
-  return {{"resize", p.resize}, {"crop", p.crop},
-          {"interpolation", p.interpolation == Interpolation::Bicubic ? "bicubic" : "bilinear"},
-          {"mean", {p.mean[0], p.mean[1], p.mean[2]}}, {"std", {p.std[0], p.std[1], p.std[2]}}};
-}
-
 nlohmann::json versions_json() {
   return {{"vitprobe", VITPROBE_VERSION}, {"libtorch", TORCH_VERSION}};
 }

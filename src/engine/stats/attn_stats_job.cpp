@@ -22,14 +22,6 @@ namespace {
 constexpr double kAttentionBudgetBytes = 1024.0 * 1024.0 * 1024.0;
 constexpr int64_t kMaxAutoBatch = 256;
 
-nlohmann::json preprocess_json(const PreprocessOptions& preprocess) {
-  return {{"resize", preprocess.resize},
-          {"crop", preprocess.crop},
-          {"interpolation", preprocess.interpolation == Interpolation::Bicubic ? "bicubic" : "bilinear"},
-          {"mean", preprocess.mean},
-          {"std", preprocess.std}};
-}
-
 nlohmann::json summary_json(const StatisticInfo& info, const StatisticSummary& summary) {
   nlohmann::json mean = nlohmann::json::array(), std = nlohmann::json::array();
   for (const auto& block : summary.head_mean) {

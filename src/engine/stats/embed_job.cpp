@@ -115,9 +115,7 @@ nlohmann::json run_embed_job(const EmbedOptions& options) {
   ForwardRequest request;
   request.final_tokens = options.final_norm && !pooling;
   if (pooling) {
-    // The head's own block and final-norm setting, as it was trained (--final-norm does not apply).
-    request.block_outputs = {pooling->input_block()};
-    if (pooling->needs_attention()) request.attention_blocks = {pooling->input_block()};
+    pooling->add_inputs_to(request);  // the head's own block and final-norm setting (--final-norm does not apply)
   } else if (!options.final_norm) {
     request.block_outputs = {config.depth - 1};
   }
@@ -130,11 +128,7 @@ nlohmann::json run_embed_job(const EmbedOptions& options) {
   pass.progress_label = "embed features";
   run_dataset_pass(model, *dataset, preprocess, request, pass, [&](const Batch& batch, ForwardResult& result) {
     if (pooling) {
-      const int block = pooling->input_block();
-      const auto found = result.attention.find(block);
-      features.push_back(pooling->pooled(result.block_outputs.at(block), found == result.attention.end() ? at::Tensor()
-                                                                                                        : found->second)
-                             .to(at::kCPU, at::kFloat));
+      features.push_back(pooling->pooled_of(result).to(at::kCPU, at::kFloat));
     } else {
       const auto& tokens = options.final_norm ? result.tokens : result.block_outputs.at(config.depth - 1);
       features.push_back(batch_features(options.features, tokens, config).to(at::kCPU, at::kFloat));

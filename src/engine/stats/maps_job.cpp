@@ -103,10 +103,7 @@ nlohmann::json run_maps_job(const MapsOptions& options) {
   ForwardRequest request;
   request.final_tokens = model.classifier.has_value();
   request.attention_blocks = {block};
-  for (const auto& source : pooling) {
-    request.block_outputs.push_back(source->input_block());
-    if (source->needs_attention()) request.attention_blocks.push_back(source->input_block());
-  }
+  for (const auto& source : pooling) source->add_inputs_to(request);
   std::vector<std::vector<at::Tensor>> pooling_maps(pooling.size());  // per head: (B, maps, grid, grid) per batch
   const auto names = output_names(options.inputs);
   std::vector<ImageGrid> grids;
@@ -127,11 +124,7 @@ nlohmann::json run_maps_job(const MapsOptions& options) {
     all_maps.push_back(maps.reshape({maps.size(0), maps.size(1), grid, grid}));
     std::vector<at::Tensor> head_maps;  // per pooling head: (B, maps, patches) of this batch
     for (size_t h = 0; h < pooling.size(); ++h) {
-      const int head_block = pooling[h]->input_block();
-      const auto found = result.attention.find(head_block);
-      auto weights = pooling[h]->patch_weights(result.block_outputs.at(head_block),
-                                               found == result.attention.end() ? at::Tensor() : found->second)
-                         .to(at::kCPU, at::kFloat);
+      auto weights = pooling[h]->patch_weights_of(result).to(at::kCPU, at::kFloat);
       pooling_maps[h].push_back(weights.reshape({weights.size(0), weights.size(1), grid, grid}));
       head_maps.push_back(std::move(weights));
     }

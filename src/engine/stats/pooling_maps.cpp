@@ -3,9 +3,9 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
-#include <cmath>
 
 #include "common/errors.h"
+#include "jobs/preprocess_settings.h"
 #include "probe/features.h"
 #include "probe/head_io.h"
 
@@ -19,6 +19,29 @@ at::Tensor pool_patches(const at::Tensor& block_tokens, const at::Tensor& weight
   const int64_t n_patches = weights.size(2);
   const auto patches = block_tokens.narrow(1, block_tokens.size(1) - n_patches, n_patches).to(at::kFloat);
   return at::matmul(weights.to(at::kFloat), patches).flatten(1);  // (B, maps, D) -> (B, maps * D)
+}
+
+namespace {
+
+// The input block's attention in a forward result (undefined when the source does not need it).
+at::Tensor input_attention(const PoolingWeightSource& source, const ForwardResult& result) {
+  if (!source.needs_attention()) return {};
+  return result.attention.at(source.input_block());
+}
+
+}  // namespace
+
+void PoolingWeightSource::add_inputs_to(ForwardRequest& request) const {
+  request.block_outputs.push_back(input_block());
+  if (needs_attention()) request.attention_blocks.push_back(input_block());
+}
+
+at::Tensor PoolingWeightSource::patch_weights_of(const ForwardResult& result) const {
+  return patch_weights(result.block_outputs.at(input_block()), input_attention(*this, result));
+}
+
+at::Tensor PoolingWeightSource::pooled_of(const ForwardResult& result) const {
+  return pooled(result.block_outputs.at(input_block()), input_attention(*this, result));
 }
 
 namespace {
@@ -61,15 +84,10 @@ class ProbeHeadPooling final : public PoolingWeightSource {
       notes.push_back(loaded_.folder + ": trained on another checkpoint (SHA-256 " + trained_on.substr(0, 12) +
                       ") than the model given (" + model_sha256.substr(0, 12) + ")");
     }
-    if (encoder.contains("preprocess")) {
-      const auto& p = encoder.at("preprocess");
-      bool same = p.value("resize", 0) == preprocess.resize && p.value("crop", 0) == preprocess.crop &&
-                  p.value("interpolation", "") == (preprocess.interpolation == Interpolation::Bicubic ? "bicubic" : "bilinear");
-      for (int c = 0; c < 3 && same; ++c) {
-        same = std::abs(p.at("mean")[c].get<double>() - preprocess.mean[c]) < 1e-6 &&
-               std::abs(p.at("std")[c].get<double>() - preprocess.std[c]) < 1e-6;
-      }
-      if (!same) notes.push_back(loaded_.folder + ": trained with other preprocessing (" + p.dump() + ") than used here");
+    // Both sides are written by preprocess_json from the same float settings: equal when the settings are.
+    if (encoder.contains("preprocess") && encoder.at("preprocess") != preprocess_json(preprocess)) {
+      notes.push_back(loaded_.folder + ": trained with other preprocessing (" + encoder.at("preprocess").dump() +
+                      ") than used here (" + preprocess_json(preprocess).dump() + ")");
     }
     return notes;
   }
@@ -87,20 +105,21 @@ class ProbeHeadPooling final : public PoolingWeightSource {
 
   at::Tensor patch_weights(const at::Tensor& block_tokens, const at::Tensor& attention) const override {
     at::NoGradGuard no_grad;
-    const auto weights = pooling_weights(*loaded_.head, normalised(block_tokens), attention.defined() ? attention.to(at::kFloat) : attention);
+    const auto weights = pooling_weights(*loaded_.head, normalised(block_tokens), wide(attention));
     return weights.dim() == 2 ? weights.unsqueeze(1) : weights;
   }
 
   at::Tensor pooled(const at::Tensor& block_tokens, const at::Tensor& attention) const override {
     at::NoGradGuard no_grad;
     const auto& layout = loaded_.head->layout();
-    auto features = compute_features(normalised(block_tokens), attention.defined() ? attention.to(at::kFloat) : attention,
-                                     layout, names_);
+    auto features = compute_features(normalised(block_tokens), wide(attention), layout, names_);
     add_patch_tokens(features, layout);
     return loaded_.head->pool(features);
   }
 
  private:
+  static at::Tensor wide(const at::Tensor& attention) { return attention.defined() ? attention.to(at::kFloat) : attention; }
+
   at::Tensor normalised(const at::Tensor& tokens) const {
     const auto wide = tokens.to(at::kFloat);
     if (!final_norm_) return wide;

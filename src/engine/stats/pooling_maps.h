@@ -40,6 +40,13 @@ class PoolingWeightSource {
   virtual at::Tensor patch_weights(const at::Tensor& block_tokens, const at::Tensor& attention) const = 0;
   /// The head's aggregated representation (B, F) before its BatchNorm, as the probe trained on it.
   virtual at::Tensor pooled(const at::Tensor& block_tokens, const at::Tensor& attention) const = 0;
+
+  /// Asks a forward for what patch_weights / pooled read: the input block's output, and its attention when
+  /// needs_attention().
+  void add_inputs_to(ForwardRequest& request) const;
+  /// patch_weights / pooled on the result of a forward whose request went through add_inputs_to.
+  at::Tensor patch_weights_of(const ForwardResult& result) const;
+  at::Tensor pooled_of(const ForwardResult& result) const;
 };
 
 /// The pooled representation: sum over patches of weight * patch token, (B, maps * D) from block tokens
