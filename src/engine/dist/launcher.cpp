@@ -6,7 +6,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -16,6 +15,7 @@
 #include <thread>
 
 #include "common/errors.h"
+#include "dist/process_group.h"
 
 namespace vitprobe {
 
@@ -89,10 +89,11 @@ int launch_local(const LaunchOptions& options, const std::vector<std::string>& a
       ::setenv("LOCAL_WORLD_SIZE", std::to_string(options.processes).c_str(), 1);
       ::setenv("MASTER_ADDR", options.master_addr.c_str(), 1);
       ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
-      // As torchrun does for OpenMP: the host's cores are shared among the ranks. OpenBLAS (libtorch's fp32
-      // BLAS here) would otherwise start a thread per core in every rank, and N ranks x cores threads spin
-      // against each other (measured: 2 ranks on 2 cores went from 1.0x to 1.6x one process with this).
-      const std::string threads = std::to_string(std::max(1u, std::thread::hardware_concurrency() / static_cast<unsigned>(options.processes)));
+      // As torchrun does for OpenMP: the host's cores are shared among the ranks (LOCAL_WORLD_SIZE, set
+      // above). OpenBLAS (libtorch's fp32 BLAS here) would otherwise start a thread per core in every rank,
+      // and N ranks x cores threads spin against each other (measured: 2 ranks on 2 cores went from 1.0x to
+      // 1.6x one process with this).
+      const std::string threads = std::to_string(default_threads_per_process());
       ::setenv("OMP_NUM_THREADS", threads.c_str(), 0);
       ::setenv("OPENBLAS_NUM_THREADS", threads.c_str(), 0);
       std::vector<char*> argv;
@@ -114,15 +115,19 @@ int launch_local(const LaunchOptions& options, const std::vector<std::string>& a
   int result = 0;
   bool stopping = false;
   auto stop_deadline = std::chrono::steady_clock::now();
+  // Sends `signal` to every running rank; the ones still running after the grace period get SIGKILL.
+  const auto stop_ranks = [&](int signal) {
+    for (const auto& [child, rank] : ranks) ::kill(child, signal);
+    stopping = true;
+    stop_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(options.grace_s * 1000));
+  };
   while (!ranks.empty()) {
     if (received_signal != 0 && !stopping) {
       const int signal = received_signal;
       std::cerr << "vitprobe launch: got signal " << signal << " (" << strsignal(signal) << "); stopping " << ranks.size()
                 << " rank(s)\n";
-      for (const auto& [child, rank] : ranks) ::kill(child, signal);
       result = 128 + signal;
-      stopping = true;
-      stop_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(options.grace_s * 1000));
+      stop_ranks(signal);
     }
     int status = 0;
     const pid_t pid = ::waitpid(-1, &status, stopping ? WNOHANG : 0);
@@ -144,13 +149,10 @@ int launch_local(const LaunchOptions& options, const std::vector<std::string>& a
     const int code = exit_code_of(status);
     if (code != 0 && !stopping) {
       result = code;
-      stopping = true;
-      stop_deadline = std::chrono::steady_clock::now() +
-                      std::chrono::milliseconds(static_cast<int64_t>(options.grace_s * 1000));
       std::cerr << "vitprobe launch: rank " << rank << " " << describe_status(status);
       if (!ranks.empty()) std::cerr << "; stopping the other " << ranks.size() << " rank(s)";
       std::cerr << "\n";
-      for (const auto& [child, other] : ranks) ::kill(child, SIGTERM);
+      stop_ranks(SIGTERM);
     }
   }
   return result;

@@ -122,17 +122,13 @@ std::string number(double value, const char* format = "%.3f") {
   return text;
 }
 
-}  // namespace
-
-static std::string lr_text(const std::vector<double>& lrs) {
+std::string lr_text(const std::vector<double>& lrs) {
   std::string text;
-  for (double lr : lrs) {
-    char value[32];
-    std::snprintf(value, sizeof value, "%g", lr);
-    text += (text.empty() ? "" : ", ") + std::string(value);
-  }
+  for (double lr : lrs) text += (text.empty() ? "" : ", ") + number(lr, "%g");
   return "{" + text + "}";
 }
+
+}  // namespace
 
 nlohmann::json run_demo(const DemoOptions& requested) {
   DemoOptions options = requested;
@@ -141,6 +137,7 @@ nlohmann::json run_demo(const DemoOptions& requested) {
     options.train_images = 500;
     options.val_images = 200;
     options.epochs = 2;
+    options.base_lrs = {3, 30};
   }
   const auto start = std::chrono::steady_clock::now();
   std::vector<DemoModel> models = {
@@ -184,7 +181,7 @@ nlohmann::json run_demo(const DemoOptions& requested) {
     probe.mode = "cached";
     probe.epochs = options.epochs;
     probe.warmup_epochs = options.quick ? 0 : 2;
-    probe.base_lrs = options.quick ? std::vector<double>{3, 30} : options.base_lrs;
+    probe.base_lrs = options.base_lrs;
     probe.out_dir = (out / ("probe-" + model.label)).string();
     probes[model.label] = run_probe_job(probe);
   }
@@ -196,7 +193,7 @@ nlohmann::json run_demo(const DemoOptions& requested) {
         "pretrain`" << (models.size() > 2 ? ", and the supervised ImageNet ViT-Ti/16 as a reference" : "") << ". Data: "
      << options.data << "; attention statistics on " << options.stats_images << " val images; probes on "
      << options.train_images << " train / " << options.val_images << " val images, " << options.epochs
-     << " epochs, cached features, LARS with base learning rates " << lr_text(options.quick ? std::vector<double>{3, 30} : options.base_lrs)
+     << " epochs, cached features, LARS with base learning rates " << lr_text(options.base_lrs)
      << " (x batch / 256), each head reported at its best rate" << (options.quick ? " (quick run: numbers are a smoke test only)" : "") << ".\n\n";
   md << "## Findings\n\n";
   md << "| model | [cls]->[cls] attention | [cls]->patch entropy | patch self-attention | cls top-1 | abmilp top-1 | "

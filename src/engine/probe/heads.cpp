@@ -13,9 +13,8 @@
 namespace vitprobe {
 
 namespace {
+
 constexpr double kBatchNormMomentum = 0.1, kBatchNormEps = 1e-6;  // torch.nn.BatchNorm1d(eps=1e-6) of MAE's head
-}  // namespace
-namespace {
 
 // Seeds of the two independent draws of a head (the pooling, the linear layer).
 constexpr uint64_t kPoolingSeedStream = 11, kLinearSeedStream = 12;
