@@ -8,7 +8,6 @@
 
 #include "common/errors.h"
 #include "model/vit_config.h"
-#include "stats/compute_dtype.h"
 #include "stats/dataset_pass.h"
 #include "stats/file_list_dataset.h"
 #include "test_data_fixtures.h"
@@ -99,14 +98,6 @@ TEST(stats, FileListModelLabels) {
   EXPECT_EQ(model_labels({"x.pth"}, {"MAE"}), std::vector<std::string>{"MAE"});
   EXPECT_THROW(model_labels({"x.pth", "y.pth"}, {"one"}), BadInput);
   EXPECT_THROW(model_labels({"x.pth", "y.pth"}, {"same", "same"}), BadInput);
-}
-
-TEST(stats, ComputeDtypeBf16NeedsTheCpuFlag) {
-  EXPECT_TRUE(cpuinfo_lists_bf16("processor : 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n"));
-  EXPECT_TRUE(cpuinfo_lists_bf16("flags : sse amx_bf16\n"));
-  EXPECT_FALSE(cpuinfo_lists_bf16("flags : fpu avx2 avx512f avx512bw\nbugs : avx512_bf16\n"));
-  EXPECT_EQ(default_compute_dtype("cuda"), "bf16");
-  EXPECT_EQ(default_compute_dtype("cpu"), cpu_supports_bf16() ? "bf16" : "fp32");
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <immintrin.h>
 #endif
 
+#include "common/cpu_features.h"
 #include "common/errors.h"
 
 namespace vitprobe {
@@ -123,7 +124,8 @@ void check_contiguous_float(const at::Tensor& x, const char* what) {
 
 bool softmax_vectorized_available() {
 #if defined(__x86_64__)
-  static const bool has = __builtin_cpu_supports("avx512f");
+  // The CPU's own word (cpuid) and the cap (VITPROBE_MAX_CPU_ISA / ONEDNN_MAX_CPU_ISA) must both allow it.
+  static const bool has = __builtin_cpu_supports("avx512f") && effective_cpu_isa() >= CpuIsa::Avx512Core;
   return has;
 #else
   return false;

@@ -1,7 +1,8 @@
 #pragma once
 // Softmax over the last dimension, in place, for the attention scores of the fast path. AVX-512 where the CPU
-// has it (checked at run time), plain C++ otherwise. libtorch 1.13's CPU softmax here runs an AVX2 kernel with
-// a more accurate exp than softmax needs: 1.9x slower on ViT-S/16 attention (bench/block_stages_benchmark).
+// has it and the ISA cap allows it (checked at run time), plain C++ otherwise. libtorch 1.13's CPU softmax
+// here runs an AVX2 kernel with a more accurate exp than softmax needs: 1.9x slower on ViT-S/16 attention
+// (bench/block_stages_benchmark).
 #include <ATen/core/Tensor.h>
 
 namespace vitprobe {
@@ -12,7 +13,8 @@ namespace vitprobe {
 /// a NaN gives NaN. `vectorized` false runs the portable loop even on AVX-512 CPUs (tests cover both).
 void softmax_lastdim_(const at::Tensor& x, bool vectorized = true);
 
-/// True when softmax_lastdim_ runs its AVX-512 loop on this CPU.
+/// True when softmax_lastdim_ runs its AVX-512 loop on this CPU: it has avx512f and the ISA cap
+/// (common/cpu_features.h) is AVX512_CORE or higher.
 bool softmax_vectorized_available();
 
 }  // namespace vitprobe
