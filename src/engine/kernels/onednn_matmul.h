@@ -11,6 +11,15 @@ namespace vitprobe {
 /// True when this build has the oneDNN kernels.
 bool onednn_available();
 
+/// How bf16 products run on this CPU under the ISA cap: "onednn-native" (bf16 instructions), "onednn-emulated"
+/// (oneDNN's bf16 kernels on AVX512_CORE without them), "fp32-rounded" (oneDNN has no bf16 matmul below
+/// AVX512_CORE: fp32 kernels on bf16-rounded weights and activations, results rounded to bf16), or "none" (no
+/// oneDNN in this build). The first bf16 product says which on stderr, once.
+std::string bf16_matmul_path();
+
+/// oneDNN's version and the instruction set its kernels use here ("2.7.3, avx2"), or "none".
+std::string onednn_description();
+
 /// What is applied to x W^T + b before the optional scale and residual.
 enum class Activation { None, Gelu };
 
