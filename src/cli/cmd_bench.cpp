@@ -29,6 +29,15 @@ void print_table(const nlohmann::json& r) {
   std::printf("  GEMM ceiling   %8.1f GFLOP/s (%d^3); forward reaches %.0f%% of it\n", r["gemm_gflops"].get<double>(),
               r["gemm_size"].get<int>(), 100.0 * r["ratio_to_gemm"].get<double>());
   std::printf("  peak RSS       %8.0f MB\n", r["peak_rss_mb"].get<double>());
+  const auto& cpu = r["machine"]["cpu"];
+  const auto& kernels = r["machine"]["kernels"];
+  std::string features;
+  for (const auto& feature : cpu["features"]) features += " " + feature.get<std::string>();
+  std::printf("  machine        %s:%s (level %s, cap %s)\n", cpu["model"].get<std::string>().c_str(), features.c_str(),
+              cpu["level"].get<std::string>().c_str(), cpu["cap"].get<std::string>().c_str());
+  std::printf("  kernels        softmax %s, fp32 products %s, bf16 products %s (oneDNN %s)\n",
+              kernels["softmax"].get<std::string>().c_str(), kernels["matmul_fp32"].get<std::string>().c_str(),
+              kernels["matmul_bf16"].get<std::string>().c_str(), kernels["onednn"].get<std::string>().c_str());
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "cli_common.h"
 #include "common/heap.h"
 #include "common/errors.h"
+#include "perf/machine.h"
 
 namespace {
 
@@ -20,7 +21,8 @@ int main(int argc, char** argv) {
   using namespace vitprobe;
   keep_freed_memory_in_heap();  // no page faults on every forward's activations (common/heap.h)
   CLI::App app{"vitprobe: how good is a frozen ViT encoder, and where does its information live?", "vitprobe"};
-  app.set_version_flag("--version", std::string(VITPROBE_VERSION));
+  // The version with what a figure depends on: libtorch, CUDA devices, CPU features and the kernels chosen.
+  app.set_version_flag("--version", [] { return "vitprobe " + std::string(VITPROBE_VERSION) + "\n" + machine_text(); });
   app.require_subcommand(1);
   std::vector<cli::Subcommand> subcommands = {
       cli::register_inspect(app),

@@ -13,6 +13,7 @@
 #include "kernels/onednn_matmul.h"
 #include "model/random_weights.h"
 #include "model/vit_encoder.h"
+#include "perf/machine.h"
 
 namespace vitprobe {
 namespace {
@@ -132,6 +133,7 @@ nlohmann::json run_bench(const BenchOptions& options) {
   result["gemm_gflops"] = flops / best / 1e9;
   result["ratio_to_gemm"] = result["gflops"].get<double>() / result["gemm_gflops"].get<double>();
   result["peak_rss_mb"] = peak_rss_mb();
+  result["machine"] = machine_description();
   return result;
 }
 

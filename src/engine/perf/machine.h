@@ -1,0 +1,17 @@
+#pragma once
+// The machine a figure comes from: CPU model and the features that decide the kernels, the instruction-set cap,
+// which kernels run (softmax, fp32 and bf16 products), the libtorch underneath and the CUDA devices it sees.
+// `vitprobe --version` prints it as text, `vitprobe bench` puts it in its JSON.
+#include <nlohmann/json_fwd.hpp>
+
+#include <string>
+
+namespace vitprobe {
+
+/// The machine as JSON: {"cpu": {...}, "kernels": {...}, "libtorch": ..., "cuda": {...}}.
+nlohmann::json machine_description();
+
+/// The same, a few lines of text (for --version).
+std::string machine_text();
+
+}  // namespace vitprobe
