@@ -8,6 +8,7 @@ and compare every output in fp32 (tokens, block outputs, logits <= 1e-4; attenti
 then run again with --dtype bf16 (per-token cosine to the fp32 reference >= 0.999), then check
 `vitprobe inspect --json` (format, source, arch, parameter count, ignored keys, skipped entries).
 """
+import os
 import re
 import sys
 
@@ -154,6 +155,19 @@ def check_block_selection(report, name, case, root, out_root):
                        [case["expected"]["blocks"][depth - 1]], root, BLOCKS_TOLERANCE)
 
 
+def avx512_core_allowed():
+    """True when this CPU has AVX512_CORE (avx512f/bw/vl/dq) and no ISA cap below it is set for the run."""
+    flags = set()
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    cap = os.environ.get("VITPROBE_MAX_CPU_ISA") or os.environ.get("ONEDNN_MAX_CPU_ISA") or "ALL"
+    capped = cap.upper() in ("SSE41", "AVX", "AVX2", "AVX2_VNNI")
+    return {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags and not capped
+
+
 def check_bf16(report, name, case, root, out_root):
     out_dir = out_root / "bf16"
     result = run_vitprobe(["forward", "--model", root / case["checkpoint"], "--input", root / case["input"],
@@ -161,6 +175,11 @@ def check_bf16(report, name, case, root, out_root):
     if not report.check(name, "forward bf16 exit code", result.returncode == 0, result.returncode, 0):
         report.fail(name, "vitprobe forward --dtype bf16 failed\n" + describe_run(result))
         return
+    path_lines = [line for line in result.stderr.splitlines() if line.startswith("vitprobe: bf16 products run ")]
+    report.check(name, "one stderr line names the bf16 path", len(path_lines) == 1, path_lines, "one line")
+    if path_lines and not avx512_core_allowed():
+        report.check(name, "bf16 below AVX512_CORE runs fp32 on bf16-rounded values",
+                     "fp32 with bf16-rounded" in path_lines[0], path_lines[0], "fp32 with bf16-rounded ...")
     expected = np.load(root / case["expected"]["tokens"])
     tokens = load_output(report, name, out_dir / "tokens.npy", expected.shape)
     if tokens is not None:

@@ -7,6 +7,10 @@ vitprobe_py_test(golden.reference_self golden golden/check_reference_self.py)
 # One test per checkpoint layout of make_references.py: forward fp32 and bf16, then inspect.
 foreach(case torchvision mae mae-safetensors ijepa dinov2-registers resample dino mocov3)
   vitprobe_py_test(golden.forward.${case} golden golden/check_forward.py ${case})
+  # Again capped at AVX2 (VITPROBE_MAX_CPU_ISA caps vitprobe's kernels and oneDNN): bf16 then runs as fp32
+  # products on bf16-rounded values on every machine, and the test checks the stderr line that says so.
+  vitprobe_py_test(golden.forward.avx2.${case} golden golden/check_forward.py ${case})
+  set_property(TEST golden.forward.avx2.${case} APPEND PROPERTY ENVIRONMENT "VITPROBE_MAX_CPU_ISA=AVX2")
 endforeach()
 
 # The real ViT-Tiny/16 on the 17 ImageNet photos: vitprobe's own preprocessing, then a shared input tensor.
