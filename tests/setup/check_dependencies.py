@@ -1,0 +1,151 @@
+"""Everything the configure step and the tests use is installed by scripts/setup, not by luck.
+
+A fresh Debian 12 has only its base system; `./scripts/setup` installs the rest with apt's
+--no-install-recommends. This test checks the build that CMake just configured, on this machine:
+1. every file or folder CMake found (the PATH and FILEPATH entries of CMakeCache.txt, pkg-config's libraries)
+   belongs to a Debian package that scripts/setup installs, or that one of those depends on (Depends and
+   Pre-Depends, followed recursively through what is installed here; Recommends do not count), or to the base
+   system (Essential, or priority required/important);
+2. every module the Python tests and benchmarks import is in the standard library, a file of this project, or
+   the module of a package in scripts/setup's list (the table below).
+Usage: check_dependencies.py BUILD_DIR
+"""
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+# Python modules the tests import -> the Debian package that provides them.
+PYTHON_PACKAGES = {"torch": "python3-torch", "torchvision": "python3-torchvision", "numpy": "python3-numpy",
+                   "PIL": "python3-pil"}
+# Cache entries that name no dependency.
+IGNORED_ENTRIES = {"CMAKE_INSTALL_PREFIX"}
+
+
+def setup_packages():
+    text = (ROOT / "scripts" / "setup").read_text()
+    match = re.search(r"^PACKAGES=\((.*?)^\)", text, re.S | re.M)
+    assert match, "scripts/setup has no PACKAGES=( ... ) list"
+    words = []
+    for line in match.group(1).splitlines():
+        words += line.split("#", 1)[0].split()
+    return set(words)
+
+
+def installed_packages():
+    """name -> (depends, pre_depends, priority, essential) for every installed package, in one dpkg-query."""
+    out = subprocess.run(["dpkg-query", "-W", "-f=${Package}\\t${Status}\\t${Depends}\\t${Pre-Depends}\\t"
+                          "${Priority}\\t${Essential}\\n"], capture_output=True, text=True, check=True).stdout
+    packages = {}
+    for line in out.splitlines():
+        name, status, depends, pre_depends, priority, essential = (line.split("\t") + [""] * 6)[:6]
+        if status == "install ok installed":
+            packages[name] = (depends, pre_depends, priority, essential)
+    return packages
+
+
+def closure(roots, packages):
+    """Packages in `roots` plus what they depend on (Depends, Pre-Depends), among the installed packages."""
+    seen, todo = set(), list(roots)
+    while todo:
+        package = todo.pop()
+        if package in seen or package not in packages:
+            continue
+        seen.add(package)
+        depends, pre_depends = packages[package][:2]
+        for relation in (depends + "," + pre_depends).split(","):
+            alternatives = [a.split()[0].split(":")[0] for a in relation.split("|") if a.strip()]
+            todo += [a for a in alternatives if a in packages][:1]
+    return seen
+
+
+def base_system(packages):
+    return {name for name, (_, _, priority, essential) in packages.items()
+            if priority in ("required", "important") or essential == "yes"}
+
+
+def owners(paths):
+    """path -> set of packages owning it (dpkg -S, one call for all)."""
+    result = subprocess.run(["dpkg", "-S"] + [str(p) for p in paths], capture_output=True, text=True)
+    found = {str(p): set() for p in paths}
+    for line in result.stdout.splitlines():
+        if ": " not in line or line.startswith("diversion"):
+            continue
+        names, path = line.split(": ", 1)
+        if path in found:
+            found[path].update(name.strip().split(":")[0] for name in names.split(","))
+    return found
+
+
+def found_paths(build_dir):
+    entries = []
+    for line in (build_dir / "CMakeCache.txt").read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.+-]+):(PATH|FILEPATH|INTERNAL|STRING)=(/.*)$", line)
+        if not match:
+            continue
+        name, kind, value = match.groups()
+        if kind in ("INTERNAL", "STRING") and not name.startswith("pkgcfg_lib_"):
+            continue
+        if name in IGNORED_ENTRIES:
+            continue
+        path = Path(value)
+        if not path.exists() or ROOT in path.resolve().parents or build_dir.resolve() in path.resolve().parents:
+            continue
+        entries.append((name, path))
+    return entries
+
+
+def main():
+    build_dir = Path(sys.argv[1])
+    wanted = setup_packages()
+    packages = installed_packages()
+    missing_from_machine = sorted(p for p in wanted if p not in packages)
+    allowed = closure(wanted, packages) | base_system(packages)
+    failures = []
+    if missing_from_machine:
+        failures.append(f"scripts/setup lists packages this machine lacks after setup ran: {missing_from_machine}")
+
+    entries = found_paths(build_dir)
+    checked = 0
+    owned = owners([p for _, p in entries] + [p.resolve() for _, p in entries])
+    for name, path in entries:
+        packages = owned[str(path)] or owned[str(path.resolve())]
+        if not packages:
+            failures.append(f"CMake found {name}={path}, which no Debian package installed (installed by hand?)")
+            continue
+        checked += 1
+        if not packages & allowed:
+            failures.append(f"CMake found {name}={path} in {sorted(packages)}: not installed by scripts/setup, nor "
+                            "a dependency of what it installs (a Recommends is not enough)")
+    print(f"CMake cache: {checked} found files and folders owned by Debian packages, checked against scripts/setup")
+
+    imports = set()
+    local = {p.stem for p in (ROOT / "tests").rglob("*.py")} | {p.stem for p in (ROOT / "bench").rglob("*.py")}
+    for script in list((ROOT / "tests").rglob("*.py")) + list((ROOT / "bench").rglob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text(), str(script))):
+            if isinstance(node, ast.Import):
+                imports.update((alias.name.split(".")[0], script) for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imports.add((node.module.split(".")[0], script))
+    third_party = set()
+    for module, script in sorted(imports):
+        if module in sys.stdlib_module_names or module in local:
+            continue
+        third_party.add(module)
+        package = PYTHON_PACKAGES.get(module)
+        if package is None:
+            failures.append(f"{script.relative_to(ROOT)} imports '{module}', which no package in scripts/setup provides")
+        elif package not in wanted:
+            failures.append(f"{script.relative_to(ROOT)} imports '{module}' from {package}, not in scripts/setup")
+    print(f"Python: third-party modules imported by tests and benchmarks: {sorted(third_party)}")
+
+    for failure in failures:
+        print("FAIL:", failure)
+    print(f"dependencies: {len(entries)} cache entries and {len(imports)} imports checked, {len(failures)} problems")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
