@@ -5,7 +5,7 @@
 
 #include "cli_common.h"
 #include "stats/attn_stats_job.h"
-#include "stats/compute_dtype.h"
+#include "model/compute_dtype.h"
 #include "stats/file_list_dataset.h"
 
 namespace vitprobe::cli {

@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_common.h"
-#include "stats/compute_dtype.h"
+#include "model/compute_dtype.h"
 #include "stats/embed_job.h"
 #include "stats/file_list_dataset.h"
 

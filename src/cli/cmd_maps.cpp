@@ -3,7 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_common.h"
-#include "stats/compute_dtype.h"
+#include "model/compute_dtype.h"
 #include "stats/maps_job.h"
 
 namespace vitprobe::cli {

@@ -8,7 +8,7 @@
 
 #include "common/errors.h"
 #include "model/vit_config.h"
-#include "stats/compute_dtype.h"
+#include "model/compute_dtype.h"
 #include "stats/dataset_pass.h"
 #include "stats/file_list_dataset.h"
 #include "test_data_fixtures.h"

@@ -1,4 +1,4 @@
-#include "stats/compute_dtype.h"
+#include "model/compute_dtype.h"
 
 #include <fstream>
 #include <sstream>
