@@ -86,8 +86,12 @@ at::Tensor to_normalized_tensor(const ImageU8& image, const std::array<float, 3>
 
 at::Tensor load_image_tensor(const std::string& file, const PreprocessOptions& options) {
   const ImageU8 decoded = decode_image(file);
-  const ImageU8 resized = resize_shorter_side(decoded, options.resize, options.interpolation);
-  return to_normalized_tensor(center_crop(resized, options.crop), options.mean, options.std);
+  try {
+    const ImageU8 resized = resize_shorter_side(decoded, options.resize, options.interpolation);
+    return to_normalized_tensor(center_crop(resized, options.crop), options.mean, options.std);
+  } catch (const BadInput& error) {
+    throw BadInput(file + ": " + error.what());  // a size that cannot be resized is this file's
+  }
 }
 
 }  // namespace vitprobe
