@@ -16,8 +16,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import numpy as np
-import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "golden"))
