@@ -122,9 +122,10 @@ PackedDatasetParts read_stl10_dataset(const std::string& dir, bool val) {
     throw BadInput(images_file + ": " + std::to_string(parts.images.bytes.size()) + " bytes is not a whole number of " +
                    std::to_string(image_bytes) + "-byte 96x96x3 images (truncated?)");
   }
-  // One label byte per image: a longer file is refused without reading it all.
+  // One label byte per image: a much longer file is refused without reading it all (one extra byte is
+  // read so that a near miss gets the count message below).
   const std::vector<uint8_t> labels =
-      read_file_bytes(labels_file, static_cast<uint64_t>(parts.images.count()),
+      read_file_bytes(labels_file, static_cast<uint64_t>(parts.images.count()) + 1,
                       "one label for each of the " + std::to_string(parts.images.count()) + " images of " + images_file);
   if (static_cast<int64_t>(labels.size()) != parts.images.count()) {
     throw BadInput(images_file + " holds " + std::to_string(parts.images.count()) + " images but " + labels_file +
