@@ -26,6 +26,8 @@ void add_load_options(CLI::App& app, LoadOptions& options) {
                                                "fast (oneDNN)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "reference", "fast"}));
+  app.add_flag("--allow-nonfinite", options.allow_nonfinite,
+               "Load weights holding NaN or inf instead of refusing the checkpoint");
 }
 
 PreprocessSettings PreprocessFlags::settings() const {

@@ -24,7 +24,7 @@ struct Subcommand {
   std::function<int()> run;
 };
 
-/// Adds --format --arch --num-heads --img-size --dtype --device, filling `options`.
+/// Adds --format --arch --num-heads --img-size --dtype --device --backend --allow-nonfinite, filling `options`.
 void add_load_options(CLI::App& app, LoadOptions& options);
 
 /// Raw text of the preprocessing flags, turned into PreprocessSettings after parsing.

@@ -11,3 +11,10 @@ foreach(check help unknown-subcommand inspect-real)
   vitprobe_py_test(cli.${check} cli cli/check_cli.py ${check})
 endforeach()
 vitprobe_py_test(cli.demo-quick cli cli/check_demo.py)
+
+# Hostile inputs (issue 18): resource bombs, lying archives and images, non-files, broken checkpoints.
+foreach(case reference-bomb stride-zero deflate-bomb zip-duplicate zip-crc safetensors-trailing jpeg-bomb
+             jpeg-premature-end png-header-bomb ppm-header-bomb resize-strip dev-zero-input idx-gzip-bomb
+             missing-block nan-weights nan-weights-allowed loader-allocation)
+  vitprobe_py_test(cli.hostile.${case} cli cli/check_hostile_inputs.py ${case})
+endforeach()

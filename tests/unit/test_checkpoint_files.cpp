@@ -15,89 +15,12 @@
 #include "checkpoint/safetensors.h"
 #include "checkpoint/torch_archive.h"
 #include "common/errors.h"
+#include "test_checkpoint_fixtures.h"
 
 namespace vitprobe {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Runs `action`, expects it to throw `Error`, and returns the message so tests can check its words.
-template <typename Error, typename Action>
-std::string message_of(Action&& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an exception";
-  return "";
-}
-
-void write_bytes(const std::string& file, const std::string& bytes) {
-  std::ofstream(file, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string read_bytes(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-std::string u64_le(uint64_t value) {
-  std::string bytes;
-  for (int i = 0; i < 8; ++i) bytes += static_cast<char>((value >> (8 * i)) & 0xff);
-  return bytes;
-}
-
-// A safetensors file with the given header text and `data_size` zero bytes of data.
-std::string safetensors_bytes(const std::string& header, size_t data_size) {
-  return u64_le(header.size()) + header + std::string(data_size, '\0');
-}
-
-// Builds protocol-2 pickles opcode by opcode, the way torch.save writes them.
-class PickleWriter {
- public:
-  PickleWriter() { bytes_ = "\x80\x02"; }
-  PickleWriter& op(char code) { bytes_ += code; return *this; }
-  PickleWriter& raw(const std::string& bytes) { bytes_ += bytes; return *this; }
-  PickleWriter& text(const std::string& value) {
-    bytes_ += 'X';
-    for (int i = 0; i < 4; ++i) bytes_ += static_cast<char>((value.size() >> (8 * i)) & 0xff);
-    bytes_ += value;
-    return *this;
-  }
-  PickleWriter& small_int(uint8_t value) { bytes_ += 'K'; bytes_ += static_cast<char>(value); return *this; }
-  PickleWriter& global(const std::string& module, const std::string& name) {
-    bytes_ += "c" + module + "\n" + name + "\n";
-    return *this;
-  }
-  // _rebuild_tensor_v2(('storage', FloatStorage, key, 'cpu', numel), offset, size, stride, False, OrderedDict())
-  PickleWriter& float_tensor(const std::string& key, uint8_t numel, uint8_t offset, std::vector<uint8_t> size,
-                             std::vector<uint8_t> stride) {
-    global("torch._utils", "_rebuild_tensor_v2").op('(').op('(').text("storage").global("torch", "FloatStorage");
-    text(key).text("cpu").small_int(numel).op('t').op('Q').small_int(offset);
-    op('(');
-    for (uint8_t s : size) small_int(s);
-    op('t').op('(');
-    for (uint8_t s : stride) small_int(s);
-    op('t').op('\x89').global("collections", "OrderedDict").op(')').op('R').op('t').op('R');
-    return *this;
-  }
-  std::string bytes() const { return bytes_ + "."; }
-
- private:
-  std::string bytes_;
-};
-
-// Writes a zip archive with PyTorchStreamWriter, the container torch.save uses.
-void write_archive(const std::string& file, const std::vector<std::pair<std::string, std::string>>& records) {
-  caffe2::serialize::PyTorchStreamWriter writer(file);
-  for (const auto& [name, data] : records) writer.writeRecord(name, data.data(), data.size());
-  writer.writeEndOfFile();
-}
-
-std::string float_bytes(const std::vector<float>& values) {
-  return std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
-}
 
 std::vector<std::string> paths_of(const RawCheckpoint& checkpoint) {
   std::vector<std::string> paths;

@@ -8,6 +8,7 @@
 #include "checkpoint/safetensors.h"
 #include "checkpoint/torch_archive.h"
 #include "common/errors.h"
+#include "common/limits.h"
 
 namespace vitprobe {
 namespace {
@@ -16,8 +17,6 @@ namespace {
 constexpr unsigned char kLegacyTorchMagic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c,
                                                0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
 constexpr unsigned char kZipLocalHeader[] = {'P', 'K', 0x03, 0x04};
-// Same limit as the safetensors reader: a larger "header size" means the file is something else.
-constexpr uint64_t kMaxSafetensorsHeader = 100'000'000;
 
 bool starts_with(const std::string& head, const unsigned char* prefix, size_t length) {
   return head.size() >= length && std::memcmp(head.data(), prefix, length) == 0;
@@ -46,7 +45,7 @@ RawCheckpoint read_checkpoint_file(const std::string& file) {
   if (head.size() >= 9 && head[8] == '{') {
     uint64_t header_size = 0;
     for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | static_cast<unsigned char>(head[i]);
-    if (header_size >= 2 && header_size <= kMaxSafetensorsHeader) return read_safetensors(file);
+    if (header_size >= 2 && header_size <= kMaxSafetensorsHeaderBytes) return read_safetensors(file);
   }
   throw BadInput(file + ": not a checkpoint (neither a torch.save zip archive nor safetensors)");
 }

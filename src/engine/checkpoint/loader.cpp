@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <set>
 
@@ -206,6 +207,40 @@ std::vector<std::string> required_keys(const VitConfig& config) {
   return keys;
 }
 
+// Block indices must run 0..depth-1 and every block must have the same keys: a checkpoint missing
+// blocks.2.* must not load as a depth-2 encoder that silently drops blocks 3 and up. Every encoder key
+// the configuration does not use is refused, naming the first few.
+void check_block_layout(const std::string& file, const VitConfig& config, const std::map<std::string, at::Tensor>& weights,
+                        const std::set<std::string>& required) {
+  std::set<int> blocks;
+  std::vector<std::string> unused;
+  for (const auto& [key, tensor] : weights) {
+    if (starts_with(key, "blocks.")) blocks.insert(std::atoi(key.c_str() + 7));
+    if (required.count(key) == 0) unused.push_back(key);
+  }
+  if (!blocks.empty() && *blocks.rbegin() >= config.depth) {
+    throw BadInput(file + ": checkpoint has blocks up to blocks." + std::to_string(*blocks.rbegin()) + " but no blocks." +
+                   std::to_string(config.depth) + ".* (block indices must run 0.." +
+                   std::to_string(*blocks.rbegin()) + " without a gap)");
+  }
+  if (!unused.empty()) {
+    std::string list;
+    for (size_t i = 0; i < unused.size() && i < 4; ++i) list += (i ? ", " : "") + unused[i];
+    if (unused.size() > 4) list += ", ... (" + std::to_string(unused.size()) + " in all)";
+    throw BadInput(file + ": encoder keys that do not fit the layout of blocks.0 and the rest: " + list);
+  }
+}
+
+// NaN or inf in a weight gives all-NaN tokens downstream; refuse them here, naming the tensor.
+void check_finite(const std::string& file, const std::string& key, const at::Tensor& tensor) {
+  if (!tensor.defined() || !at::isFloatingType(tensor.scalar_type()) || tensor.numel() == 0) return;
+  if (!at::isfinite(tensor).all().item<bool>()) {
+    const int64_t n_bad = tensor.numel() - at::isfinite(tensor).sum().item<int64_t>();
+    throw BadInput(file + ": tensor '" + key + "' holds " + std::to_string(n_bad) +
+                   " NaN or inf values (pass --allow-nonfinite to load it anyway)");
+  }
+}
+
 VitWeights gather_weights(const VitConfig& config, std::map<std::string, at::Tensor>& weights) {
   auto take = [&](const std::string& key) {
     const auto found = weights.find(key);
@@ -317,6 +352,13 @@ LoadedModel load_model(const std::string& file, const LoadOptions& options) {
     for (size_t i = 0; i < missing.size() && i < 8; ++i) list += (i ? ", " : "") + missing[i];
     if (missing.size() > 8) list += ", ... (" + std::to_string(missing.size()) + " in all)";
     throw BadInput(file + ": missing encoder keys: " + list);
+  }
+  const std::vector<std::string> required_list = required_keys(config);
+  const std::set<std::string> required(required_list.begin(), required_list.end());
+  check_block_layout(file, config, weights, required);
+  if (!options.allow_nonfinite) {
+    for (const auto& key : required_list) check_finite(file, key, weights.at(key));
+    for (const auto& [key, tensor] : remapped.classifier) check_finite(file, key, tensor);
   }
   VitWeights gathered = gather_weights(config, weights);
   if (config.pos_embed == PosEmbedKind::SinCos2D) {

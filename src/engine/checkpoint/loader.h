@@ -22,6 +22,7 @@ struct LoadOptions {
   std::string dtype = "fp32";   // fp32 | bf16
   std::string device = "cpu";   // cpu | cuda
   std::string backend = "auto"; // auto | reference | fast (oneDNN, CPU)
+  bool allow_nonfinite = false; // load weights holding NaN or inf instead of refusing them
 };
 
 /// What the loader found and did, for `inspect` and for error messages.
@@ -51,7 +52,8 @@ struct LoadedModel {
   LoadReport report;
 };
 
-/// Reads `file` and builds the encoder; throws BadInput (naming the file) for anything unusable.
+/// Reads `file` and builds the encoder; throws BadInput (naming the file) for anything unusable: among others
+/// blocks that do not run 0..depth-1 with one layout, and (unless allow_nonfinite) NaN or inf weights.
 LoadedModel load_model(const std::string& file, const LoadOptions& options);
 
 /// Parses "fp32" / "bf16" into a dtype; throws BadInput otherwise.

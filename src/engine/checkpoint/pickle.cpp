@@ -2,6 +2,7 @@
 
 #include <ATen/ops/empty.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -9,13 +10,12 @@
 #include <unordered_map>
 
 #include "common/errors.h"
+#include "common/limits.h"
 
 namespace vitprobe {
 namespace {
 
 using Kind = PickleValue::Kind;
-
-constexpr size_t kMaxValues = 10'000'000;
 
 // What an allowed global may do. Only the rebuild functions and a few containers are "called", and
 // only by building a value here; opaque classes are merely named.
@@ -116,6 +116,7 @@ class Unpickler {
       if (op == '.') {
         PickleTree tree;
         tree.root = pop();
+        check_expansion(tree.root);
         tree.values = std::move(values_);
         return tree;
       }
@@ -159,11 +160,61 @@ class Unpickler {
     return line;
   }
 
+  // --- limits ---
+  // Real checkpoints need tens of thousands of values; the budget keeps a hostile file from turning a
+  // few bytes per value into unbounded memory. Every value built counts, and so does every use of a
+  // shared one (memo get, DUP) and every item copied into a container built from another.
+  void charge(uint64_t n_values) {
+    charged_ += n_values;
+    if (charged_ > kMaxPickleValues) {
+      fail("builds more than " + std::to_string(kMaxPickleValues) + " values at byte " + std::to_string(op_pos_) +
+           " (limit; shared references count once per use)");
+    }
+  }
+
+  // What the checkpoint walk will make of a value: its leaves and the key-path elements leading to them,
+  // with a shared value counted once per use. Computed once per value, so a reference bomb (lists that
+  // hold the previous list twice, 40 levels deep) is refused in microseconds instead of being expanded.
+  struct Expansion {
+    uint64_t leaves = 1;
+    uint64_t path_elements = 0;
+  };
+  static bool is_container(const PickleValue* value) {
+    return (value->kind == Kind::Dict && !value->entries.empty()) ||
+           ((value->kind == Kind::List || value->kind == Kind::Tuple) && !value->items.empty());
+  }
+  Expansion expansion_of(const PickleValue* value, int depth) {
+    if (!is_container(value)) return {};
+    if (depth >= kMaxPickleDepth) {
+      fail("nests containers deeper than " + std::to_string(kMaxPickleDepth) + " levels (limit; cyclic?)");
+    }
+    const auto known = expansions_.find(value);
+    if (known != expansions_.end()) return known->second;
+    constexpr uint64_t kSaturated = uint64_t{1} << 62;
+    Expansion total{0, 0};
+    auto add = [&](const PickleValue* child) {
+      const Expansion part = expansion_of(child, depth + 1);
+      total.leaves = std::min(kSaturated, total.leaves + part.leaves);
+      total.path_elements = std::min(kSaturated, total.path_elements + part.path_elements + part.leaves);
+    };
+    for (const auto& entry : value->entries) add(entry.second);
+    for (const PickleValue* item : value->items) add(item);
+    expansions_[value] = total;
+    return total;
+  }
+  void check_expansion(const PickleValue* root) {
+    const Expansion whole = expansion_of(root, 0);
+    const uint64_t size = whole.leaves + whole.path_elements;
+    if (size > kMaxPickleExpandedValues) {
+      fail("expands to " + (size >= (uint64_t{1} << 62) ? std::string("over 2^62") : std::to_string(size)) +
+           " values once shared references are counted per use, over the limit of " +
+           std::to_string(kMaxPickleExpandedValues) + " (a reference bomb?)");
+    }
+  }
+
   // --- values ---
   PickleValue* make(Kind kind) {
-    // Real checkpoints need tens of thousands of values; the cap keeps a hostile file from turning a
-    // few bytes per value into unbounded memory.
-    if (values_->size() >= kMaxValues) malformed("has more than " + std::to_string(kMaxValues) + " values");
+    charge(1);
     values_->emplace_back();
     values_->back().kind = kind;
     return &values_->back();
@@ -185,6 +236,7 @@ class Unpickler {
     return make_text(Kind::Object, builtin ? class_name.substr(builtins.size()) : class_name);
   }
   PickleValue* make_sequence(Kind kind, std::vector<PickleValue*> items) {
+    charge(items.size());
     PickleValue* v = make(kind);
     v->items = std::move(items);
     return v;
@@ -302,6 +354,7 @@ class Unpickler {
       case Role::OrderedDict: {
         PickleValue* dict = make(Kind::Dict);
         if (args.size() == 1 && (args[0]->kind == Kind::List || args[0]->kind == Kind::Tuple)) {
+          charge(args[0]->items.size());
           for (PickleValue* pair : args[0]->items) {
             if ((pair->kind != Kind::Tuple && pair->kind != Kind::List) || pair->items.size() != 2) {
               malformed("OrderedDict item is not a pair");
@@ -414,8 +467,24 @@ class Unpickler {
     // A view covering its whole storage is kept as is; any other is copied so that it neither holds
     // the rest of the storage alive nor stays non-contiguous.
     const bool whole = offset == 0 && view.numel() == storage.numel() && view.is_contiguous();
+    if (!whole) charge_copy(sizes, storage);
     tensor->tensor = whole ? view : view.clone(at::MemoryFormat::Contiguous);
     return tensor;
+  }
+
+  // Copies of views may not add up to much more than the storages they come from: a stride-0 view of a
+  // 4-float storage as (2^27, 4) would otherwise be cloned to 2 GiB. Checked before anything is copied.
+  void charge_copy(const std::vector<int64_t>& sizes, const at::Tensor& storage) {
+    uint64_t n_bytes = storage.element_size();
+    for (int64_t size : sizes) {
+      if (__builtin_mul_overflow(n_bytes, static_cast<uint64_t>(size), &n_bytes)) n_bytes = UINT64_MAX;
+    }
+    if (__builtin_add_overflow(copied_bytes_, n_bytes, &copied_bytes_)) copied_bytes_ = UINT64_MAX;
+    if (copied_bytes_ > storage_bytes_ + kMaxViewCopyBytes) {
+      malformed("tensor views copy " + std::to_string(copied_bytes_) + " bytes out of " +
+                std::to_string(storage_bytes_) + " bytes of storage, more than the limit of " +
+                byte_count(kMaxViewCopyBytes) + " beyond the storage (stride-0 or overlapping views)");
+    }
   }
 
   // Persistent ids are ('storage', storage_type, key, location, numel); each key is loaded once and
@@ -445,10 +514,12 @@ class Unpickler {
       malformed("storage '" + printable(key) + "' was not loaded as " + std::to_string(numel) + " elements");
     }
     storages_[key] = storage;
+    storage_bytes_ += static_cast<uint64_t>(storage->tensor.nbytes());
     return storage;
   }
 
   PickleValue* memo_get(uint64_t index) {
+    charge(1);
     auto found = memo_.find(index);
     if (found == memo_.end()) malformed("memo index " + std::to_string(index) + " was never stored");
     return found->second;
@@ -468,6 +539,10 @@ class Unpickler {
   std::unordered_map<uint64_t, PickleValue*> memo_;
   std::unordered_map<const PickleValue*, std::unordered_map<std::string, size_t>> dict_index_;
   std::map<std::string, PickleValue*> storages_;
+  uint64_t charged_ = 0;       // values built and shared values used, against kMaxPickleValues
+  uint64_t storage_bytes_ = 0;  // bytes of all storages loaded
+  uint64_t copied_bytes_ = 0;   // bytes of all view copies, against storage_bytes_ + kMaxViewCopyBytes
+  std::unordered_map<const PickleValue*, Expansion> expansions_;
 };
 
 void Unpickler::step(uint8_t op) {
@@ -482,13 +557,21 @@ void Unpickler::step(uint8_t op) {
       if (length > size_ - pos_) malformed("frame length exceeds the data");
       return;
     }
-    case '(': marks_.push_back(stack_.size()); return;
+    case '(':
+      if (marks_.size() >= static_cast<size_t>(kMaxPickleDepth)) {
+        fail("nests MARKs deeper than " + std::to_string(kMaxPickleDepth) + " levels (limit)");
+      }
+      marks_.push_back(stack_.size());
+      return;
     case '0':  // POP drops the top item, or the topmost MARK when nothing is above it
       if (stack_.size() > floor()) return stack_.pop_back();
       pop_to_mark();
       return;
     case '1': pop_to_mark(); return;
-    case '2': push(top()); return;
+    case '2':
+      charge(1);
+      push(top());
+      return;
     case 'N': push(make(Kind::None)); return;
     case 0x88:
     case 0x89: push(make(Kind::Bool))->boolean = op == 0x88; return;

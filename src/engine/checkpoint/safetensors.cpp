@@ -6,9 +6,13 @@
 #include <cstdint>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <tuple>
+#include <vector>
 
 #include "common/errors.h"
+#include "common/limits.h"
+#include "io/input_file.h"
 #include "io/atomic_file.h"
 
 namespace vitprobe {
@@ -17,8 +21,6 @@ namespace {
 // Tensor data is copied byte for byte, which is only right on a little-endian machine.
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian");
 
-// The reference implementation refuses headers over 100 MB; a larger one is a corrupt length field.
-constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 
 struct DtypeName {
   const char* name;
@@ -112,6 +114,7 @@ const char* dtype_name(const std::string& file, const std::string& name, at::Sca
 }  // namespace
 
 RawCheckpoint read_safetensors(const std::string& file) {
+  require_regular_file(file);
   std::ifstream in(file, std::ios::binary);
   if (!in) throw IoError(file + ": cannot open");
   in.seekg(0, std::ios::end);
@@ -128,7 +131,7 @@ RawCheckpoint read_safetensors(const std::string& file) {
   in.read(reinterpret_cast<char*>(size_bytes), 8);
   uint64_t header_size = 0;
   for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | size_bytes[i];
-  if (header_size > kMaxHeaderBytes) {
+  if (header_size > kMaxSafetensorsHeaderBytes) {
     throw BadInput(file + ": safetensors header size " + std::to_string(header_size) +
                    " is over the 100 MB limit (corrupt or not safetensors)");
   }
@@ -141,12 +144,27 @@ RawCheckpoint read_safetensors(const std::string& file) {
   if (!in) throw IoError(file + ": read failed");
 
   nlohmann::json header;
+  // nlohmann keeps the last of two equal keys; the reference loader refuses them, so keys are tracked
+  // per open object while parsing.
+  std::vector<std::set<std::string>> open_objects;
+  std::string duplicate;
+  const nlohmann::json::parser_callback_t track_keys = [&](int, nlohmann::json::parse_event_t event,
+                                                           nlohmann::json& parsed) {
+    if (event == nlohmann::json::parse_event_t::object_start) open_objects.emplace_back();
+    if (event == nlohmann::json::parse_event_t::object_end && !open_objects.empty()) open_objects.pop_back();
+    if (event == nlohmann::json::parse_event_t::key && !open_objects.empty() && duplicate.empty() &&
+        !open_objects.back().insert(parsed.get<std::string>()).second) {
+      duplicate = parsed.get<std::string>();
+    }
+    return true;
+  };
   try {
-    header = nlohmann::json::parse(header_text);
+    header = nlohmann::json::parse(header_text, track_keys);
   } catch (const nlohmann::json::exception& e) {
     throw BadInput(file + ": safetensors header is not valid JSON: " + e.what());
   }
   if (!header.is_object()) throw BadInput(file + ": safetensors header is not a JSON object");
+  if (!duplicate.empty()) throw BadInput(file + ": safetensors header names '" + duplicate + "' twice");
 
   RawCheckpoint checkpoint;
   checkpoint.file = file;
@@ -164,6 +182,22 @@ RawCheckpoint read_safetensors(const std::string& file) {
   std::sort(layouts.begin(), layouts.end(), [](const TensorLayout& a, const TensorLayout& b) {
     return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
   });
+  // As in the reference loader: sorted by offset, the tensors tile the data exactly, with no gap, no
+  // overlap and nothing after the last one.
+  uint64_t tiled = 0;
+  for (const TensorLayout& layout : layouts) {
+    if (layout.begin != tiled) {
+      throw BadInput(file + ": safetensors tensor " + quoted(layout.name) + " data_offsets begin at " +
+                     std::to_string(layout.begin) + " where the previous tensor ends at " + std::to_string(tiled) +
+                     (layout.begin < tiled ? " (overlapping tensors)" : " (a gap between tensors)"));
+    }
+    tiled = layout.end;
+  }
+  if (tiled != data_size) {
+    throw BadInput(file + ": safetensors data holds " + std::to_string(data_size - tiled) +
+                   " bytes after the last tensor (offset " + std::to_string(tiled) + " of " + std::to_string(data_size) +
+                   ")");
+  }
 
   for (const TensorLayout& layout : layouts) {
     at::Tensor tensor = at::empty(layout.shape, at::TensorOptions().dtype(layout.dtype));

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "common/errors.h"
+#include "common/limits.h"
 #include "data/file_bytes.h"
 #include "data/packed_dataset.h"
 
@@ -76,7 +77,10 @@ PackedDatasetParts read_cifar_dataset(const std::string& dir, bool val, int num_
   const size_t label_bytes = hundred ? 2 : 1;
   const size_t record_bytes = label_bytes + pixel_bytes;
   for (const auto& file : files) {
-    const std::vector<uint8_t> bytes = read_file_bytes(file);
+    const std::vector<uint8_t> bytes =
+        read_file_bytes(file, kMaxCifarRecordsPerFile * record_bytes,
+                        "the limit of " + std::to_string(kMaxCifarRecordsPerFile) + " records of " +
+                            std::to_string(record_bytes) + " bytes");
     if (bytes.empty() || bytes.size() % record_bytes != 0) {
       throw BadInput(file + ": " + std::to_string(bytes.size()) + " bytes is not a whole number of " +
                      std::to_string(record_bytes) + "-byte records (truncated or not a " + parts.format +
@@ -118,7 +122,11 @@ PackedDatasetParts read_stl10_dataset(const std::string& dir, bool val) {
     throw BadInput(images_file + ": " + std::to_string(parts.images.bytes.size()) + " bytes is not a whole number of " +
                    std::to_string(image_bytes) + "-byte 96x96x3 images (truncated?)");
   }
-  const std::vector<uint8_t> labels = read_file_bytes(labels_file);
+  // One label byte per image: a much longer file is refused without reading it all (one extra byte is
+  // read so that a near miss gets the count message below).
+  const std::vector<uint8_t> labels =
+      read_file_bytes(labels_file, static_cast<uint64_t>(parts.images.count()) + 1,
+                      "one label for each of the " + std::to_string(parts.images.count()) + " images of " + images_file);
   if (static_cast<int64_t>(labels.size()) != parts.images.count()) {
     throw BadInput(images_file + " holds " + std::to_string(parts.images.count()) + " images but " + labels_file +
                    " holds " + std::to_string(labels.size()) + " labels (truncated?)");

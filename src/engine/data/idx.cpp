@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "common/errors.h"
+#include "common/limits.h"
 #include "data/file_bytes.h"
 #include "data/packed_dataset.h"
 
@@ -28,35 +29,43 @@ std::string hex32(uint32_t value) {
   return text;
 }
 
-// Checks the header of an IDX file of unsigned bytes with `n_dims` dimensions and that the data that follows
-// holds exactly their product; returns the dimensions and drops the header from `bytes`.
-std::vector<uint32_t> take_idx_header(std::vector<uint8_t>& bytes, int n_dims, const std::string& file) {
+// Reads an IDX file of unsigned bytes with `n_dims` dimensions: the header first, checked against the
+// dataset file limit, then exactly the data it declares (a longer body is refused without reading it all, so
+// a gzip bomb behind a small header is never inflated). Returns the dimensions; `data` gets the body.
+std::vector<uint32_t> read_idx(const std::string& file, int n_dims, std::vector<uint8_t>& data) {
   const uint32_t expected_magic = (uint32_t{kUnsignedByteType} << 8) | static_cast<uint32_t>(n_dims);
   const size_t header_bytes = 4 + 4 * static_cast<size_t>(n_dims);
-  if (bytes.size() < 4) {
-    throw BadInput(file + ": too short for an IDX header (" + std::to_string(bytes.size()) + " bytes)");
+  const std::vector<uint8_t> header = read_file_head(file, header_bytes);
+  if (header.size() < 4) {
+    throw BadInput(file + ": too short for an IDX header (" + std::to_string(header.size()) + " bytes)");
   }
-  const uint32_t magic = read_big_endian(bytes, 0);
+  const uint32_t magic = read_big_endian(header, 0);
   if (magic != expected_magic) {
     throw BadInput(file + ": IDX magic " + hex32(magic) + ", expected " + hex32(expected_magic) + " (unsigned bytes, " +
                    std::to_string(n_dims) + " dimension" + (n_dims > 1 ? "s" : "") + ")");
   }
-  if (bytes.size() < header_bytes) throw BadInput(file + ": IDX header is truncated");
+  if (header.size() < header_bytes) throw BadInput(file + ": IDX header is truncated");
   std::vector<uint32_t> dims;
-  uint64_t expected_data = 1;
+  uint64_t expected_data = 1;  // at most (2^32 - 1)^3: no overflow
   std::string shape;
   for (int d = 0; d < n_dims; ++d) {
-    dims.push_back(read_big_endian(bytes, 4 + 4 * static_cast<size_t>(d)));
+    dims.push_back(read_big_endian(header, 4 + 4 * static_cast<size_t>(d)));
     expected_data *= dims.back();
     shape += (d ? "x" : "") + std::to_string(dims.back());
   }
-  const uint64_t data_bytes = bytes.size() - header_bytes;
+  if (expected_data > kMaxDatasetFileBytes) {
+    throw BadInput(file + ": IDX header says " + shape + " = " + std::to_string(expected_data) +
+                   " bytes of data, over the limit of " + byte_count(kMaxDatasetFileBytes));
+  }
+  const uint64_t expected_file = header_bytes + expected_data;
+  data = read_file_bytes(file, expected_file,
+                         "the " + std::to_string(expected_data) + " bytes of data its IDX header declares (" + shape + ")");
+  const uint64_t data_bytes = data.size() - header_bytes;
   if (data_bytes != expected_data) {
     throw BadInput(file + ": IDX header says " + shape + " = " + std::to_string(expected_data) +
-                   " bytes of data but the file holds " + std::to_string(data_bytes) +
-                   (data_bytes < expected_data ? " (truncated)" : ""));
+                   " bytes of data but the file holds " + std::to_string(data_bytes) + " (truncated)");
   }
-  bytes.erase(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(header_bytes));
+  data.erase(data.begin(), data.begin() + static_cast<std::ptrdiff_t>(header_bytes));
   return dims;
 }
 
@@ -87,11 +96,11 @@ PackedDatasetParts read_idx_dataset(const std::string& dir, bool val, bool fashi
   parts.split = val ? "val" : "train";
   parts.class_names = fashion ? kFashionMnistClasses : kMnistClasses;
 
-  std::vector<uint8_t> images = read_file_bytes(images_file);
-  const auto image_dims = take_idx_header(images, 3, images_file);
+  std::vector<uint8_t> images;
+  const auto image_dims = read_idx(images_file, 3, images);
   if (image_dims[1] == 0 || image_dims[2] == 0) throw BadInput(images_file + ": IDX images have a zero side");
-  std::vector<uint8_t> labels = read_file_bytes(labels_file);
-  const auto label_dims = take_idx_header(labels, 1, labels_file);
+  std::vector<uint8_t> labels;
+  const auto label_dims = read_idx(labels_file, 1, labels);
   if (label_dims[0] != image_dims[0]) {
     throw BadInput(images_file + " holds " + std::to_string(image_dims[0]) + " images but " + labels_file + " holds " +
                    std::to_string(label_dims[0]) + " labels");

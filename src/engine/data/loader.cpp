@@ -6,6 +6,7 @@
 #include <c10/util/BFloat16.h>
 
 #include <algorithm>
+#include <new>
 #include <numeric>
 
 #include "common/errors.h"
@@ -19,6 +20,8 @@ namespace {
 std::exception_ptr named_error(const std::string& name) {
   try {
     throw;
+  } catch (const std::bad_alloc&) {
+    return std::make_exception_ptr(BadInput(name + ": out of memory while loading it (image too large?)"));
   } catch (const BadInput& error) {
     const std::string what = error.what();
     return std::make_exception_ptr(what.find(name) == std::string::npos ? BadInput(name + ": " + what) : error);
@@ -27,6 +30,8 @@ std::exception_ptr named_error(const std::string& name) {
     return std::make_exception_ptr(what.find(name) == std::string::npos ? IoError(name + ": " + what) : error);
   } catch (const std::exception& error) {
     return std::make_exception_ptr(std::runtime_error(name + ": " + error.what()));
+  } catch (...) {
+    return std::make_exception_ptr(std::runtime_error(name + ": unknown error"));
   }
 }
 
@@ -114,6 +119,7 @@ void BatchLoader::start_epoch(int64_t epoch) {
   next_position_ = 0;
   next_batch_ = 0;
   stopping_ = false;
+  failure_ = nullptr;
   started_ = true;
   const int n_workers = static_cast<int>(std::min<int64_t>(options_.num_workers, std::max<int64_t>(1, num_items())));
   for (int worker = 0; worker < n_workers; ++worker) workers_.emplace_back([this] { work(); });
@@ -125,9 +131,18 @@ BatchLoader::Slot& BatchLoader::slot_for(int64_t batch) {
     const int64_t first = batch * options_.batch_size;
     const int64_t rows = std::min(options_.batch_size, num_items() - first);
     const int size = transform_.output_size();
-    slot = std::make_unique<Slot>();
-    slot->images = at::empty({rows, 3, size, size},
-                             at::TensorOptions().dtype(options_.bfloat16 ? at::kBFloat16 : at::kFloat));
+    auto fresh = std::make_unique<Slot>();
+    try {
+      fresh->images = at::empty({rows, 3, size, size},
+                                at::TensorOptions().dtype(options_.bfloat16 ? at::kBFloat16 : at::kFloat));
+    } catch (const std::exception&) {  // std::bad_alloc, or c10::Error from libtorch's allocator
+      slots_.erase(batch);
+      const double mib = static_cast<double>(rows) * 3 * size * size * (options_.bfloat16 ? 2 : 4) / (1 << 20);
+      throw BadInput("loader: cannot allocate a batch of " + std::to_string(rows) + "x3x" + std::to_string(size) + "x" +
+                     std::to_string(size) + (options_.bfloat16 ? " bf16" : " float32") + " (" +
+                     std::to_string(static_cast<int64_t>(mib)) + " MiB): out of memory (lower --batch or the crop size)");
+    }
+    slot = std::move(fresh);
     slot->labels.assign(static_cast<size_t>(rows), 0);
     slot->indices.assign(static_cast<size_t>(rows), 0);
     slot->errors.assign(static_cast<size_t>(rows), nullptr);
@@ -137,6 +152,22 @@ BatchLoader::Slot& BatchLoader::slot_for(int64_t batch) {
 }
 
 void BatchLoader::work() {
+  // An exception leaving a thread ends the process (std::terminate): whatever escapes an item's own
+  // handling is kept for next() to rethrow, and the epoch stops.
+  try {
+    work_items();
+  } catch (...) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!failure_) failure_ = std::current_exception();
+      stopping_ = true;
+    }
+    work_ready_.notify_all();
+    batch_ready_.notify_all();
+  }
+}
+
+void BatchLoader::work_items() {
   const int64_t n_items = num_items();
   const int size = transform_.output_size();
   const size_t row_values = 3 * static_cast<size_t>(size) * size;
@@ -184,8 +215,15 @@ std::optional<Batch> BatchLoader::next() {
     std::unique_lock<std::mutex> lock(mutex_);
     batch_ready_.wait(lock, [&] {
       const auto found = slots_.find(batch_index);
-      return found != slots_.end() && found->second->remaining == 0;
+      return failure_ || (found != slots_.end() && found->second->remaining == 0);
     });
+    if (failure_) {
+      const std::exception_ptr failure = failure_;
+      lock.unlock();
+      stop();
+      next_batch_ = num_batches();
+      std::rethrow_exception(failure);
+    }
     slot = std::move(slots_[batch_index]);
     slots_.erase(batch_index);
     ++next_batch_;

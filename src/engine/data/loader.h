@@ -73,7 +73,8 @@ class BatchLoader {
   /// Starts loading `epoch` (stopping any epoch in progress).
   void start_epoch(int64_t epoch);
   /// The next batch of the epoch in order, or nullopt at its end. Rethrows the error of an item that failed
-  /// to load (naming its file) unless skip_bad is set; then the item is left out and recorded.
+  /// to load (naming its file) unless skip_bad is set; then the item is left out and recorded. No exception
+  /// ever leaves a worker thread: one outside any item (a batch that cannot be allocated) is rethrown here.
   std::optional<Batch> next();
 
   /// Items this rank visits per epoch (before skipping, after drop_last).
@@ -90,6 +91,7 @@ class BatchLoader {
   struct Slot;
   void stop();
   void work();
+  void work_items();
   Slot& slot_for(int64_t batch);
 
   const Dataset& dataset_;
@@ -107,6 +109,7 @@ class BatchLoader {
   int64_t next_batch_ = 0;     // next batch the consumer takes
   bool stopping_ = false;
   bool started_ = false;
+  std::exception_ptr failure_;  // an error outside any item (a batch that cannot be allocated), for next()
   std::vector<std::thread> workers_;
 };
 

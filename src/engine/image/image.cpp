@@ -14,10 +14,10 @@
 #include <cmath>
 #include <csetjmp>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 
 #include "common/errors.h"
+#include "common/limits.h"
+#include "io/input_file.h"
 
 namespace vitprobe {
 namespace {
@@ -26,22 +26,40 @@ namespace {
   throw BadInput(file + ": cannot decode image: " + reason);
 }
 
-std::vector<uint8_t> read_whole_file(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw IoError(file + ": cannot open");
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw IoError(file + ": cannot read");
-  return bytes;
+// An image file holds at most its pixels uncompressed plus headers; anything larger is not an image
+// we would decode, and reading it whole would only waste memory.
+std::vector<uint8_t> read_image_file(const std::string& file) {
+  return read_regular_file(file, 3 * max_image_pixels() + kMiB, "image file");
+}
+
+// Why an image of width x height cannot be decoded, or "" when it can: checked from the header, before
+// any pixel memory is allocated.
+std::string dimension_problem(long long width, long long height) {
+  const std::string size = std::to_string(width) + "x" + std::to_string(height);
+  if (width <= 0 || height <= 0) return "zero-size image (" + size + ")";
+  if (width > kMaxImageSide || height > kMaxImageSide) {
+    return "dimensions " + size + " exceed the limit of " + std::to_string(kMaxImageSide) + " per side";
+  }
+  const uint64_t limit = max_image_pixels();
+  const auto pixels = static_cast<uint64_t>(width) * static_cast<uint64_t>(height);
+  if (pixels > limit) {
+    return "dimensions " + size + " = " + std::to_string(pixels) + " pixels exceed the limit of " +
+           std::to_string(limit) + " (set " + kMaxImagePixelsVariable + " to raise it)";
+  }
+  return "";
+}
+
+// dimension_problem for the decoders that return through setjmp: no C++ object outlives this call, so
+// a later longjmp skips no destructor. Returns false with the reason in `message`.
+bool dimensions_fit(long long width, long long height, char* message, size_t message_size) {
+  const std::string problem = dimension_problem(width, height);
+  std::snprintf(message, message_size, "%s", problem.c_str());
+  return problem.empty();
 }
 
 void check_dimensions(const std::string& file, long long width, long long height) {
-  if (width <= 0 || height <= 0) {
-    fail_decode(file, "zero-size image (" + std::to_string(width) + "x" + std::to_string(height) + ")");
-  }
-  if (width > kMaxImageSide || height > kMaxImageSide) {
-    fail_decode(file, "dimensions " + std::to_string(width) + "x" + std::to_string(height) +
-                          " exceed the limit of " + std::to_string(kMaxImageSide) + " per side");
-  }
+  const std::string problem = dimension_problem(width, height);
+  if (!problem.empty()) fail_decode(file, problem);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -61,10 +79,12 @@ void on_jpeg_error(j_common_ptr cinfo) {
 }
 
 void on_jpeg_message(j_common_ptr cinfo, int level) {
-  // At the end of the data libjpeg only warns and pads the image with grey; PIL refuses truncated
-  // files ("image file is truncated"), so we do too. Other warnings (corrupt entropy data) PIL
-  // ignores silently, and so do we.
-  if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) on_jpeg_error(cinfo);
+  // At the end of the data, or at a marker in the middle of a scan ("premature end of data segment"),
+  // libjpeg only warns and pads the image with grey; PIL refuses truncated files ("image file is
+  // truncated"), so we do too: a few hundred bytes must not decode to gigabytes of grey. Other warnings
+  // (extraneous bytes before a marker, common in camera files) PIL ignores silently, and so do we.
+  const int code = cinfo->err->msg_code;
+  if (level < 0 && (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER)) on_jpeg_error(cinfo);
 }
 
 struct JpegOutput {
@@ -91,12 +111,7 @@ bool run_jpeg(const std::vector<uint8_t>& data, JpegOutput& output, JpegErrorMan
 
   jpeg_mem_src(&cinfo, data.data(), static_cast<unsigned long>(data.size()));
   jpeg_read_header(&cinfo, TRUE);
-  if (cinfo.image_width > static_cast<JDIMENSION>(kMaxImageSide) ||
-      cinfo.image_height > static_cast<JDIMENSION>(kMaxImageSide)) {
-    std::snprintf(errors.message, sizeof errors.message, "dimensions %ux%u exceed the limit of %d per side",
-                  cinfo.image_width, cinfo.image_height, kMaxImageSide);
-    return false;
-  }
+  if (!dimensions_fit(cinfo.image_width, cinfo.image_height, errors.message, sizeof errors.message)) return false;
   // PIL picks its mode from the number of components (L, RGB, CMYK) and asks libjpeg for exactly
   // that colour space.
   switch (cinfo.num_components) {
@@ -191,6 +206,20 @@ void on_png_read(png_structp png, png_bytep out, png_size_t size) {
   reader->offset += size;
 }
 
+// The pixel limit, and the most pixel data the rest of the file could inflate to (deflate stores at most
+// 1032 bytes per byte), both checked from the header before any row is allocated.
+bool png_header_fits(PngReader& reader, png_structp png, png_infop info) {
+  const png_uint_32 width = png_get_image_width(png, info), height = png_get_image_height(png, info);
+  if (!dimensions_fit(width, height, reader.message, sizeof reader.message)) return false;
+  const uint64_t raw_bytes = (uint64_t{png_get_rowbytes(png, info)} + 1) * height;
+  if (raw_bytes / 1032 > reader.data->size() - reader.offset) {
+    std::snprintf(reader.message, sizeof reader.message,
+                  "header says %ux%u but the file is far too small to hold it (truncated)", width, height);
+    return false;
+  }
+  return true;
+}
+
 struct PngDecompressor {
   png_structp png = nullptr;
   png_infop info = nullptr;
@@ -213,6 +242,7 @@ bool run_png(PngReader& reader) {
   png_set_read_fn(png, &reader, on_png_read);
   png_set_user_limits(png, kMaxImageSide, kMaxImageSide);
   png_read_info(png, info);
+  if (!png_header_fits(reader, png, info)) return false;
   const int color_type = png_get_color_type(png, info);
   const int bit_depth = png_get_bit_depth(png, info);
   // PIL opens 16-bit greyscale as mode "I" and convert('RGB') clips it to 255, while every other
@@ -282,17 +312,20 @@ class PnmParser {
     if (maxval < 1 || maxval > 255) {
       fail_decode(file_, "PNM: maxval " + std::to_string(maxval) + " is not in 1..255");
     }
-    ImageU8 image;
-    image.width = static_cast<int>(width);
-    image.height = static_cast<int>(height);
     const size_t n_pixels = static_cast<size_t>(width) * height;
-    image.pixels.resize(n_pixels * 3);
+    // The data must be there before the pixels are allocated: binary samples take a byte each, plain
+    // ones at least a digit and a separator.
     if (!plain) {
       // Exactly one whitespace byte separates the header from binary samples.
       if (offset_ >= data_.size() || !std::isspace(data_[offset_])) fail_decode(file_, "PNM: malformed header");
       ++offset_;
-      if (data_.size() - offset_ < n_pixels * channels) fail_decode(file_, "PNM: file is truncated");
     }
+    const size_t min_bytes = plain ? 2 * n_pixels * channels - 1 : n_pixels * channels;
+    if (data_.size() - std::min(offset_, data_.size()) < min_bytes) fail_decode(file_, "PNM: file is truncated");
+    ImageU8 image;
+    image.width = static_cast<int>(width);
+    image.height = static_cast<int>(height);
+    image.pixels.resize(n_pixels * 3);
     for (size_t i = 0; i < n_pixels; ++i) {
       for (int c = 0; c < channels; ++c) {
         const long long sample = plain ? read_number("sample") : data_[offset_++];
@@ -364,7 +397,7 @@ void check_image(const ImageU8& image, const std::string& where) {
 }
 
 ImageU8 decode_image(const std::string& file) {
-  const std::vector<uint8_t> data = read_whole_file(file);
+  const std::vector<uint8_t> data = read_image_file(file);
   if (data.empty()) fail_decode(file, "empty file");
   if (starts_with(data, "\xFF\xD8\xFF", 3)) return decode_jpeg(file, data);
   if (starts_with(data, "\x89PNG\r\n\x1A\n", 8)) return decode_png(file, data);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/errors.h"
+#include "common/limits.h"
 
 namespace vitprobe {
 namespace {
@@ -152,6 +153,11 @@ ImageU8 resize(const ImageU8& image, int width, int height, Interpolation interp
   if (width <= 0 || height <= 0) {
     throw BadInput("resize: target size " + std::to_string(width) + "x" + std::to_string(height) +
                    " must be positive");
+  }
+  if (static_cast<uint64_t>(width) * static_cast<uint64_t>(height) > kMaxResizeOutputPixels) {
+    throw BadInput("resize: " + std::to_string(image.width) + "x" + std::to_string(image.height) + " to " +
+                   std::to_string(width) + "x" + std::to_string(height) + " would exceed the limit of " +
+                   std::to_string(kMaxResizeOutputPixels) + " output pixels (extreme aspect ratio?)");
   }
   check_image(image, "resize");
   if (width == image.width && height == image.height) return image;

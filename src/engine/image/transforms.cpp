@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "common/errors.h"
+#include "common/limits.h"
 
 namespace vitprobe {
 namespace {
@@ -28,8 +29,14 @@ ImageU8 resize_shorter_side(const ImageU8& image, int size, Interpolation interp
   if (shorter == size) return image;
   // torchvision computes int(size * long / short) with Python's true division; a double quotient of
   // two exact integers rounds identically, and the cast truncates like int().
-  const int new_longer =
-      static_cast<int>(static_cast<double>(static_cast<long long>(size) * longer) / static_cast<double>(shorter));
+  const double quotient = static_cast<double>(static_cast<long long>(size) * longer) / static_cast<double>(shorter);
+  // Checked here, before the cast, because a thin strip makes the longer side overflow an int.
+  if (quotient * size > static_cast<double>(kMaxResizeOutputPixels)) {
+    throw BadInput("resize: " + std::to_string(image.width) + "x" + std::to_string(image.height) +
+                   " with its shorter side to " + std::to_string(size) + " would exceed the limit of " +
+                   std::to_string(kMaxResizeOutputPixels) + " output pixels (extreme aspect ratio?)");
+  }
+  const int new_longer = static_cast<int>(quotient);
   return landscape ? resize(image, new_longer, size, interpolation)
                    : resize(image, size, new_longer, interpolation);
 }
@@ -79,8 +86,12 @@ at::Tensor to_normalized_tensor(const ImageU8& image, const std::array<float, 3>
 
 at::Tensor load_image_tensor(const std::string& file, const PreprocessOptions& options) {
   const ImageU8 decoded = decode_image(file);
-  const ImageU8 resized = resize_shorter_side(decoded, options.resize, options.interpolation);
-  return to_normalized_tensor(center_crop(resized, options.crop), options.mean, options.std);
+  try {
+    const ImageU8 resized = resize_shorter_side(decoded, options.resize, options.interpolation);
+    return to_normalized_tensor(center_crop(resized, options.crop), options.mean, options.std);
+  } catch (const BadInput& error) {
+    throw BadInput(file + ": " + error.what());  // a size that cannot be resized is this file's
+  }
 }
 
 }  // namespace vitprobe

@@ -6,13 +6,13 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
-#include <iterator>
 #include <limits>
 #include <map>
 #include <vector>
 
 #include "common/errors.h"
 #include "io/atomic_file.h"
+#include "io/input_file.h"
 
 namespace vitprobe {
 namespace {
@@ -164,14 +164,6 @@ uint64_t read_little_endian(const std::vector<uint8_t>& bytes, size_t offset, si
   return value;
 }
 
-std::vector<uint8_t> read_whole_file(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw IoError(file + ": cannot open");
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw IoError(file + ": cannot read");
-  return bytes;
-}
-
 const DtypeInfo* find_dtype(at::ScalarType scalar_type) {
   for (const DtypeInfo& dtype : kDtypes) {
     if (dtype.scalar_type == scalar_type) return &dtype;
@@ -182,7 +174,8 @@ const DtypeInfo* find_dtype(at::ScalarType scalar_type) {
 }  // namespace
 
 at::Tensor read_npy(const std::string& file) {
-  const std::vector<uint8_t> bytes = read_whole_file(file);
+  // The data size is the file's own, checked against the header's shape; only non-files need refusing.
+  const std::vector<uint8_t> bytes = read_regular_file(file, std::numeric_limits<uint64_t>::max(), "npy file");
   const auto invalid = [&file](const std::string& reason) { return BadInput(file + ": invalid npy file: " + reason); };
 
   if (bytes.size() < kMagicLength + 2 || std::memcmp(bytes.data(), kMagic, kMagicLength) != 0) {

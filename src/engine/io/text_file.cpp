@@ -3,10 +3,13 @@
 #include <fstream>
 
 #include "common/errors.h"
+#include "common/limits.h"
+#include "io/input_file.h"
 
 namespace vitprobe {
 
 std::vector<std::string> read_lines(const std::string& file) {
+  require_regular_file(file, kMaxTextFileBytes, "text file");
   std::ifstream in(file);
   if (!in) throw IoError(file + ": cannot open");
   std::vector<std::string> lines;
