@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "checkpoint/loader.h"
-#include "dist/process_group.h"
+#include "distributed/process_group.h"
 #include "jobs/preprocess_settings.h"
 #include "probe/optimizers.h"
 
@@ -31,7 +31,7 @@ struct FeatureOptions {
   int64_t batch_size = 256;       // images per encoder forward and rank
   int workers = 2;                // image decoding threads
   bool progress = true;           // progress lines on stderr (rank 0 only)
-  DistOptions dist;               // several ranks (dist/process_group.h); unset: the environment, else one process
+  DistOptions dist;               // several ranks (distributed/process_group.h); unset: the environment, else one process
 };
 
 /// Options of `vitprobe probe`.
