@@ -5,7 +5,7 @@
 #include <thread>
 
 #include "checkpoint/key_maps.h"
-#include "stats/file_list_dataset.h"
+#include "data/file_list_dataset.h"
 
 namespace vitprobe::cli {
 

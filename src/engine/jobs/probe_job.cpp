@@ -16,6 +16,7 @@
 #include "common/errors.h"
 #include "common/progress.h"
 #include "data/dataset.h"
+#include "image/preprocess_json.h"
 #include "io/atomic_file.h"
 #include "probe/feature_cache.h"
 #include "probe/file_hash.h"
