@@ -4,7 +4,6 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_common.h"
-#include "data/file_list_dataset.h"
 #include "jobs/attn_stats_job.h"
 #include "stats/compute_dtype.h"
 

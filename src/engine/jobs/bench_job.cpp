@@ -1,4 +1,4 @@
-#include "perf/bench.h"
+#include "jobs/bench_job.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>

@@ -1,4 +1,4 @@
-#include "distributed/launcher.h"
+#include "jobs/launch_job.h"
 
 #include <netinet/in.h>
 #include <signal.h>
