@@ -11,3 +11,5 @@ foreach(check help unknown-subcommand inspect-real)
   vitprobe_py_test(cli.${check} cli cli/check_cli.py ${check})
 endforeach()
 vitprobe_py_test(cli.demo-quick cli cli/check_demo.py)
+# docs/commands/<command>.md: one page per subcommand, linked from README, with the command's --help verbatim.
+vitprobe_py_test(cli.docs cli cli/check_docs.py)
