@@ -4,9 +4,6 @@
 
 #include <thread>
 
-#include "checkpoint/key_maps.h"
-#include "stats/file_list_dataset.h"
-
 namespace vitprobe::cli {
 
 void add_load_options(CLI::App& app, LoadOptions& options) {

@@ -7,13 +7,10 @@
 #include <memory>
 #include <string>
 
-#include "checkpoint/loader.h"
-#include "data/dataset.h"
-#include "dist/process_group.h"
-#include "jobs/preprocess_settings.h"
+#include "jobs/job_options.h"
 
 namespace vitprobe {
-struct FeatureOptions;  // jobs/probe_job.h
+struct FeatureOptions;  // jobs/feature_setup.h
 }  // namespace vitprobe
 
 namespace vitprobe::cli {

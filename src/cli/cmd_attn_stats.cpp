@@ -4,9 +4,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_common.h"
-#include "stats/attn_stats_job.h"
+#include "jobs/attn_stats_job.h"
 #include "model/compute_dtype.h"
-#include "stats/file_list_dataset.h"
 
 namespace vitprobe::cli {
 namespace {

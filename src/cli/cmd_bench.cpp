@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_common.h"
-#include "perf/bench.h"
+#include "jobs/bench_job.h"
 
 namespace vitprobe::cli {
 namespace {

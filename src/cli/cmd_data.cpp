@@ -6,18 +6,14 @@
 #include <thread>
 
 #include "cli_common.h"
-#include "data/summary.h"
+#include "jobs/data_job.h"
 
 namespace vitprobe::cli {
 namespace {
 
 struct DataFlags {
-  DatasetSpec spec;
-  LoaderOptions loader;
+  DataJobOptions job;
   PreprocessFlags preprocess;
-  std::string preset = "eval";
-  std::string dtype = "fp32";
-  bool verify = false;
   bool json = false;
 };
 
@@ -55,51 +51,44 @@ void print_verify(const nlohmann::json& verify) {
 
 Subcommand register_data(CLI::App& parent) {
   auto flags = std::make_shared<DataFlags>();
+  auto& job = flags->job;
   auto* app = parent.add_subcommand("data", "Show what a dataset spec holds: sizes, classes, per-class counts; "
                                             "--verify loads every item");
   std::string formats;
   for (const auto& name : dataset_format_names()) formats += (formats.empty() ? "" : ", ") + name;
-  app->add_option("--data", flags->spec.text,
+  app->add_option("--data", job.spec.text,
                   "Dataset: imagefolder:DIR, fashion-mnist[:DIR], mnist:DIR, cifar10:DIR, cifar100:DIR, stl10:DIR, "
                   "fmnist-clutter[:SEED[:DIR]]")
       ->required();
-  app->add_option("--split", flags->spec.split, "Split")
+  app->add_option("--split", job.spec.split, "Split")
       ->capture_default_str()
       ->check(CLI::IsMember({"train", "val", "test"}));
-  app->add_option("--limit", flags->spec.limit, "Keep N items (seeded shuffle, class-balanced; 0: all)")
+  app->add_option("--limit", job.spec.limit, "Keep N items (seeded shuffle, class-balanced; 0: all)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  app->add_option("--seed", flags->spec.seed, "Seed of --limit and of the loader")->capture_default_str();
+  app->add_option("--seed", job.spec.seed, "Seed of --limit and of the loader")->capture_default_str();
   app->add_flag("--json", flags->json, "Print JSON instead of a table");
-  app->add_flag("--verify", flags->verify,
+  app->add_flag("--verify", job.verify,
                 "Decode and transform every item with the loader; report bad files and img/s");
-  app->add_flag("--skip-bad", flags->loader.skip_bad, "With --verify: skip and count items that fail to load");
-  app->add_option("--preset", flags->preset, "With --verify: transform preset")
+  app->add_flag("--skip-bad", job.loader.skip_bad, "With --verify: skip and count items that fail to load");
+  app->add_option("--preset", job.preset, "With --verify: transform preset")
       ->capture_default_str()
       ->check(CLI::IsMember({"eval", "train"}));
-  app->add_option("--batch-size", flags->loader.batch_size, "With --verify: batch size")
+  app->add_option("--batch-size", job.loader.batch_size, "With --verify: batch size")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app->add_option("--workers", flags->loader.num_workers, "With --verify: loader threads")
+  app->add_option("--workers", job.loader.num_workers, "With --verify: loader threads")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app->add_option("--dtype", flags->dtype, "With --verify: batch dtype")
+  app->add_option("--dtype", job.dtype, "With --verify: batch dtype")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16"}));
   add_preprocess_options(*app, flags->preprocess);
   app->footer("Formats: " + formats + ". --split test is the same as val.");
   return {app, [flags]() {
-            auto dataset = open_dataset(flags->spec);
-            nlohmann::json summary = dataset_summary(*dataset, flags->spec);
-            if (flags->verify) {
-              TransformOptions transform;
-              transform.preset = parse_transform_preset(flags->preset);
-              transform.preprocess = flags->preprocess.settings().resolve({}, 224);
-              LoaderOptions loader = flags->loader;
-              loader.seed = flags->spec.seed;
-              loader.bfloat16 = flags->dtype == "bf16";
-              summary["verify"] = verify_dataset(*dataset, transform, loader, !flags->json);
-            }
+            if (flags->job.verify) flags->job.preprocess = flags->preprocess.settings();
+            flags->job.progress = !flags->json;
+            const auto summary = run_data_job(flags->job);
             if (flags->json) {
               std::cout << summary.dump(2) << "\n";
             } else {

@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_common.h"
-#include "jobs/probe_job.h"
+#include "jobs/evaluate_job.h"
 
 namespace vitprobe::cli {
 namespace {

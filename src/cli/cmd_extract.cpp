@@ -3,8 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_common.h"
-#include "jobs/probe_job.h"
-#include "probe/head_spec.h"
+#include "jobs/extract_job.h"
 
 namespace vitprobe::cli {
 namespace {

@@ -3,55 +3,15 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_common.h"
+#include "jobs/inspect_job.h"
 
 namespace vitprobe::cli {
 namespace {
 
-struct InspectOptions {
-  std::string model;
+struct InspectFlags {
+  InspectJobOptions job;
   bool json = false;
-  LoadOptions load;
 };
-
-nlohmann::json describe(const LoadedModel& model) {
-  const auto& config = model.encoder->config();
-  nlohmann::json arch = {
-      {"embed_dim", config.embed_dim},
-      {"depth", config.depth},
-      {"num_heads", config.num_heads},
-      {"patch_size", config.patch_size},
-      {"img_size", config.img_size},
-      {"native_img_size", model.report.native_img_size},
-      {"in_chans", config.in_chans},
-      {"mlp_ratio", config.mlp_ratio()},
-      {"mlp_hidden_dim", config.mlp_hidden_dim},
-      {"qkv_bias", config.qkv_bias},
-      {"class_token", config.class_token},
-      {"num_registers", config.num_registers},
-      {"layer_scale", config.layer_scale},
-      {"final_norm", config.final_norm},
-      {"pos_embed", config.pos_embed == PosEmbedKind::Learned ? "learned" : "sincos-2d"},
-      {"pos_embed_has_cls_slot", config.pos_embed_has_cls_slot},
-      {"num_tokens", config.num_tokens()},
-  };
-  nlohmann::json out = {
-      {"file", model.report.file},
-      {"format", model.report.format},
-      {"source", model.report.source},
-      {"container", model.report.container},
-      {"prefix", model.report.prefix},
-      {"arch", arch},
-      {"num_params", config.num_parameters()},
-      {"ignored_keys", model.report.ignored_keys},
-      {"skipped_entries", model.report.skipped_entries},
-      {"notes", model.report.notes},
-      {"metadata", model.report.metadata},
-      {"problems", nlohmann::json::array()},
-  };
-  out["classifier"] = model.classifier ? nlohmann::json{{"num_classes", model.classifier->weight.size(0)}}
-                                       : nlohmann::json(nullptr);
-  return out;
-}
 
 void print_text(const nlohmann::json& info) {
   const auto& arch = info["arch"];
@@ -86,14 +46,14 @@ void print_text(const nlohmann::json& info) {
 }  // namespace
 
 Subcommand register_inspect(CLI::App& parent) {
-  auto options = std::make_shared<InspectOptions>();
+  auto flags = std::make_shared<InspectFlags>();
   auto* app = parent.add_subcommand("inspect", "Show a checkpoint's format, inferred architecture and ignored keys");
-  app->add_option("--model", options->model, "Checkpoint (.safetensors, .pth/.pt torch.save archive)")->required();
-  app->add_flag("--json", options->json, "Print JSON");
-  add_load_options(*app, options->load);
-  return {app, [options]() {
-            const auto info = describe(load_model(options->model, options->load));
-            if (options->json) {
+  app->add_option("--model", flags->job.model, "Checkpoint (.safetensors, .pth/.pt torch.save archive)")->required();
+  app->add_flag("--json", flags->json, "Print JSON");
+  add_load_options(*app, flags->job.load);
+  return {app, [flags]() {
+            const auto info = run_inspect_job(flags->job);
+            if (flags->json) {
               std::cout << info.dump(2) << "\n";
             } else {
               print_text(info);

@@ -1,6 +1,6 @@
 // `vitprobe launch`: N local ranks of one command, with torchrun's environment variables.
 #include "cli_common.h"
-#include "dist/launcher.h"
+#include "jobs/launch_job.h"
 
 namespace vitprobe::cli {
 

@@ -3,8 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_common.h"
+#include "jobs/maps_job.h"
 #include "model/compute_dtype.h"
-#include "stats/maps_job.h"
 
 namespace vitprobe::cli {
 

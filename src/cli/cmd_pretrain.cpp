@@ -5,7 +5,6 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_common.h"
-#include "data/dataset.h"
 #include "jobs/pretrain_job.h"
 
 namespace vitprobe::cli {

@@ -5,8 +5,6 @@
 
 #include "cli_common.h"
 #include "jobs/probe_job.h"
-#include "probe/head_spec.h"
-#include "probe/results.h"
 
 namespace vitprobe::cli {
 

@@ -9,7 +9,7 @@
 #include "cli_common.h"
 #include "common/heap.h"
 #include "common/errors.h"
-#include "perf/machine.h"
+#include "jobs/machine.h"
 
 namespace {
 

@@ -18,3 +18,6 @@ foreach(case reference-bomb stride-zero deflate-bomb zip-duplicate zip-crc safet
              missing-block nan-weights nan-weights-allowed loader-allocation)
   vitprobe_py_test(cli.hostile.${case} cli cli/check_hostile_inputs.py ${case})
 endforeach()
+
+# docs/commands/<command>.md: one page per subcommand, linked from README, with the command's --help verbatim.
+vitprobe_py_test(cli.docs cli cli/check_docs.py)

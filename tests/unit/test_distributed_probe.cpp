@@ -6,7 +6,7 @@
 #include <mutex>
 
 #include "data/loader.h"
-#include "dist/communicator.h"
+#include "distributed/communicator.h"
 #include "probe/trainer.h"
 #include "test_probe_fixtures.h"
 #include "thread_communicator.h"

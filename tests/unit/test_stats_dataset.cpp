@@ -7,9 +7,9 @@
 #include <set>
 
 #include "common/errors.h"
+#include "data/file_list_dataset.h"
+#include "jobs/dataset_pass.h"
 #include "model/vit_config.h"
-#include "stats/dataset_pass.h"
-#include "stats/file_list_dataset.h"
 #include "test_data_fixtures.h"
 
 namespace vitprobe {

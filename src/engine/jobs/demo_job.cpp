@@ -10,8 +10,8 @@
 
 #include "common/errors.h"
 #include "io/atomic_file.h"
+#include "jobs/attn_stats_job.h"
 #include "jobs/probe_job.h"
-#include "stats/attn_stats_job.h"
 
 namespace vitprobe {
 namespace {

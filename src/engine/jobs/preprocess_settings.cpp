@@ -1,21 +1,11 @@
 #include "jobs/preprocess_settings.h"
 
-#include <nlohmann/json.hpp>
-
 #include <cmath>
 #include <sstream>
 
 #include "common/errors.h"
 
 namespace vitprobe {
-
-nlohmann::json preprocess_json(const PreprocessOptions& options) {
-  return {{"resize", options.resize},
-          {"crop", options.crop},
-          {"interpolation", options.interpolation == Interpolation::Bicubic ? "bicubic" : "bilinear"},
-          {"mean", options.mean},
-          {"std", options.std}};
-}
 
 std::array<float, 3> parse_triplet(const std::string& text, const std::string& flag) {
   std::array<float, 3> values{};

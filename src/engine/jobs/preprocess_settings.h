@@ -1,8 +1,6 @@
 #pragma once
 // Image preprocessing as the user gave it on the command line; unset fields fall back to the checkpoint's
 // metadata, then to the ImageNet defaults.
-#include <nlohmann/json_fwd.hpp>
-
 #include <array>
 #include <map>
 #include <optional>
@@ -24,10 +22,6 @@ struct PreprocessSettings {
   /// of the checkpoint, else the defaults (crop = the model's image size, resize = crop / 0.875).
   PreprocessOptions resolve(const std::map<std::string, std::string>& metadata, int model_img_size) const;
 };
-
-/// The options as results and head configs record them: resize, crop, interpolation ("bicubic"/"bilinear"),
-/// mean and std (three numbers each).
-nlohmann::json preprocess_json(const PreprocessOptions& options);
 
 /// Parses "R,G,B" into three floats; throws BadInput naming the flag.
 std::array<float, 3> parse_triplet(const std::string& text, const std::string& flag);

@@ -1,38 +1,18 @@
 #pragma once
-// `vitprobe probe`, `vitprobe evaluate` and `vitprobe extract`: train many probe heads on a frozen encoder
-// and write results and heads; re-score saved heads; store cached features.
+// `vitprobe probe`: train many probe heads x learning rates on a frozen encoder in one pass and write results
+// and heads.
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "checkpoint/loader.h"
-#include "dist/process_group.h"
-#include "jobs/preprocess_settings.h"
+#include "jobs/feature_setup.h"
+#include "probe/head_spec.h"  // the --heads syntax (head_syntax_help)
 #include "probe/optimizers.h"
+#include "probe/results.h"    // results_markdown, how the CLI prints the results document
 
 namespace vitprobe {
-
-/// What the encoder and data give the heads; shared by probe, evaluate and extract.
-struct FeatureOptions {
-  std::string model;
-  LoadOptions load;
-  PreprocessSettings preprocess;  // of the eval transform; the train transform crops to the same size
-  std::string data;               // --data SPEC
-  std::string train_split = "train";
-  std::string val_split = "val";
-  int64_t train_limit = 0;        // > 0: a class-balanced subset (data/dataset.h)
-  int64_t val_limit = 0;
-  uint64_t limit_seed = 0;
-  int block = -1;                 // probed block, negative from the end
-  bool final_norm = true;         // apply the final LayerNorm (off = the official beyond_cls code)
-  std::string cache_dir;          // cached features; empty: $VITPROBE_CACHE, else ~/.cache/vitprobe/features
-  int64_t batch_size = 256;       // images per encoder forward and rank
-  int workers = 2;                // image decoding threads
-  bool progress = true;           // progress lines on stderr (rank 0 only)
-  DistOptions dist;               // several ranks (dist/process_group.h); unset: the environment, else one process
-};
 
 /// Options of `vitprobe probe`.
 struct ProbeJobOptions {
@@ -63,37 +43,5 @@ struct ProbeJobOptions {
 /// world size when the global batch is the same. Returns the results document (aggregated over seeds when several); a run
 /// stopped by stop_after_epochs returns {"status": "stopped", "completed_epochs": N}.
 nlohmann::json run_probe_job(const ProbeJobOptions& options);
-
-/// Options of `vitprobe evaluate`.
-struct EvaluateJobOptions {
-  std::string heads_dir;  // a run folder (DIR/heads/*) or one head folder
-  std::string model;
-  LoadOptions load;       // img_size 0: the heads' own
-  std::string data;
-  std::string split = "val";
-  int64_t limit = 0;
-  uint64_t limit_seed = 0;
-  int64_t batch_size = 256;
-  int workers = 2;
-  std::string out;        // optional: write evaluate.json here
-  bool progress = true;
-};
-
-/// Scores saved heads on a split with their own preprocessing, block and norm; returns the summary.
-nlohmann::json run_evaluate_job(const EvaluateJobOptions& options);
-
-/// Options of `vitprobe extract`.
-struct ExtractJobOptions {
-  FeatureOptions features;
-  std::string heads = "cls,mean,abmilp";  // the features these heads read are stored
-  std::vector<std::string> splits = {"train", "val"};
-};
-
-/// Stores the cached features of each split (reusing what is already cached); returns where they are.
-nlohmann::json run_extract_job(const ExtractJobOptions& options);
-
-/// The cache folder used when none is given: $VITPROBE_CACHE, else $XDG_CACHE_HOME/vitprobe/features, else
-/// ~/.cache/vitprobe/features.
-std::string default_cache_dir();
 
 }  // namespace vitprobe

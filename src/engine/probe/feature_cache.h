@@ -24,7 +24,7 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "data/transforms.h"
-#include "dist/communicator.h"
+#include "distributed/communicator.h"
 #include "probe/feature_source.h"
 
 namespace vitprobe {

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "dist/communicator.h"
+#include "distributed/communicator.h"
 #include "probe/features.h"
 #include "probe/head_spec.h"
 #include "probe/poolers.h"

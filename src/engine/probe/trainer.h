@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "dist/communicator.h"
+#include "distributed/communicator.h"
 #include "probe/feature_source.h"
 #include "probe/heads.h"
 #include "probe/optimizers.h"
@@ -73,7 +73,7 @@ class ProbeTrainer {
  public:
   /// One pair per spec (knn excluded) and base lr; pairs of the same head start from the same weights
   /// (seeded by options.seed and the head's position). Throws BadInput for an empty grid or unusable head.
-  /// With a distributed `communicator` (dist/communicator.h) every rank trains on its shard of each global
+  /// With a distributed `communicator` (distributed/communicator.h) every rank trains on its shard of each global
   /// batch: the heads' BatchNorm uses statistics of the global batch, gradients are averaged over ranks in
   /// buckets before every step, and losses and evaluation counts are summed, so all ranks take identical
   /// steps and equal a single process given the whole global batch.

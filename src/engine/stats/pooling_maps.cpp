@@ -5,7 +5,7 @@
 
 
 #include "common/errors.h"
-#include "jobs/preprocess_settings.h"
+#include "image/preprocess_json.h"
 #include "probe/features.h"
 #include "probe/head_io.h"
 

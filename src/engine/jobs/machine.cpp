@@ -1,4 +1,4 @@
-#include "perf/machine.h"
+#include "jobs/machine.h"
 
 #include <torch/cuda.h>
 #include <torch/version.h>

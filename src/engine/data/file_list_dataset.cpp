@@ -1,4 +1,4 @@
-#include "stats/file_list_dataset.h"
+#include "data/file_list_dataset.h"
 
 #include <algorithm>
 #include <cctype>

@@ -1,4 +1,4 @@
-#include "stats/dataset_pass.h"
+#include "jobs/dataset_pass.h"
 
 #include <filesystem>
 #include <set>

@@ -1,4 +1,4 @@
-#include "perf/bench.h"
+#include "jobs/bench_job.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -13,7 +13,7 @@
 #include "kernels/onednn_matmul.h"
 #include "model/random_weights.h"
 #include "model/vit_encoder.h"
-#include "perf/machine.h"
+#include "jobs/machine.h"
 
 namespace vitprobe {
 namespace {

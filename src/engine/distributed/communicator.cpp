@@ -1,4 +1,4 @@
-#include "dist/communicator.h"
+#include "distributed/communicator.h"
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>

@@ -1,4 +1,4 @@
-#include "stats/attn_stats_job.h"
+#include "jobs/attn_stats_job.h"
 
 #include <ATen/ATen.h>
 
@@ -11,10 +11,11 @@
 #include <sstream>
 
 #include "common/errors.h"
+#include "data/file_list_dataset.h"
+#include "image/preprocess_json.h"
 #include "io/atomic_file.h"
+#include "jobs/dataset_pass.h"
 #include "stats/attention_statistics.h"
-#include "stats/dataset_pass.h"
-#include "stats/file_list_dataset.h"
 
 namespace vitprobe {
 namespace {

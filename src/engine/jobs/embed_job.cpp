@@ -1,4 +1,4 @@
-#include "stats/embed_job.h"
+#include "jobs/embed_job.h"
 
 #include <ATen/ATen.h>
 
@@ -10,12 +10,12 @@
 
 #include "common/errors.h"
 #include "common/progress.h"
+#include "data/file_list_dataset.h"
 #include "io/atomic_file.h"
 #include "io/npy.h"
-#include "report/plot.h"
-#include "stats/dataset_pass.h"
-#include "stats/file_list_dataset.h"
+#include "jobs/dataset_pass.h"
 #include "probe/file_hash.h"
+#include "report/plot.h"
 #include "stats/pooling_maps.h"
 
 namespace vitprobe {

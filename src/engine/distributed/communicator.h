@@ -1,6 +1,6 @@
 #pragma once
 // How the ranks of a data-parallel run talk to each other. The default object is one process alone (every
-// call is a no-op); dist/process_group.h connects the ranks of a distributed run through libtorch's c10d
+// call is a no-op); distributed/process_group.h connects the ranks of a distributed run through libtorch's c10d
 // (TCPStore rendezvous, ProcessGroupGloo). Engine code takes a Communicator& and never needs to know which.
 #include <ATen/core/Tensor.h>
 

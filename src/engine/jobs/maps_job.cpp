@@ -1,4 +1,4 @@
-#include "stats/maps_job.h"
+#include "jobs/maps_job.h"
 
 #include <ATen/ATen.h>
 
@@ -13,11 +13,11 @@
 #include "common/errors.h"
 #include "image/transforms.h"
 #include "io/atomic_file.h"
-#include "io/text_file.h"
 #include "io/npy.h"
-#include "report/image_grid.h"
-#include "stats/dataset_pass.h"
+#include "io/text_file.h"
+#include "jobs/dataset_pass.h"
 #include "probe/file_hash.h"
+#include "report/image_grid.h"
 #include "stats/pooling_maps.h"
 
 namespace vitprobe {

@@ -9,7 +9,7 @@
 
 #include "checkpoint/loader.h"
 #include "data/dataset.h"
-#include "dist/process_group.h"
+#include "distributed/process_group.h"
 #include "jobs/preprocess_settings.h"
 #include "report/plot.h"
 

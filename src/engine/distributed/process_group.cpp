@@ -1,5 +1,5 @@
 // The only file that sees c10d and Gloo (compiled with USE_C10D_GLOO, see src/engine/CMakeLists.txt).
-#include "dist/process_group.h"
+#include "distributed/process_group.h"
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>

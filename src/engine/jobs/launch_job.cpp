@@ -1,4 +1,4 @@
-#include "dist/launcher.h"
+#include "jobs/launch_job.h"
 
 #include <netinet/in.h>
 #include <signal.h>
@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "common/errors.h"
-#include "dist/process_group.h"
+#include "distributed/process_group.h"
 
 namespace vitprobe {
 

@@ -1,0 +1,130 @@
+#include "jobs/evaluate_job.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <array>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "common/errors.h"
+#include "common/progress.h"
+#include "data/loader.h"
+#include "io/atomic_file.h"
+#include "jobs/feature_setup.h"
+#include "probe/feature_source.h"
+#include "probe/file_hash.h"
+#include "probe/head_io.h"
+
+namespace vitprobe {
+
+namespace fs = std::filesystem;
+
+nlohmann::json run_evaluate_job(const EvaluateJobOptions& options) {
+  if (options.model.empty()) throw BadInput("--model is required");
+  if (options.data.empty()) throw BadInput("--data is required");
+  const auto folders = find_head_folders(options.heads_dir);
+  std::vector<LoadedHead> heads;
+  for (const auto& folder : folders) heads.push_back(load_head(folder, at::Device(options.load.device)));
+  const auto& first = heads.front().config.at("encoder");
+  for (const auto& head : heads) {
+    const auto& encoder = head.config.at("encoder");
+    for (const char* key : {"img_size", "preprocess", "dtype"}) {
+      if (encoder.at(key) != first.at(key)) {
+        throw BadInput(head.folder + ": encoder setting '" + key + "' differs from " + heads.front().folder +
+                       " (evaluate heads of one run at a time)");
+      }
+    }
+  }
+  LoadOptions load = options.load;
+  if (load.img_size == 0) load.img_size = first.at("img_size");
+  if (load.dtype == "fp32") load.dtype = first.value("dtype", "fp32");
+  const auto model = load_model(options.model, load);
+  const auto sha = sha256_file(options.model);
+  const auto layout = TokenLayout::of(model.encoder->config());
+  DatasetSpec spec;
+  spec.text = options.data;
+  spec.split = options.split;
+  spec.limit = options.limit;
+  spec.seed = options.limit_seed;
+  const auto dataset = open_dataset(spec);
+  const auto& pre = first.at("preprocess");
+  TransformOptions transform;
+  transform.preset = TransformPreset::Eval;
+  transform.preprocess.resize = pre.at("resize");
+  transform.preprocess.crop = pre.at("crop");
+  transform.preprocess.interpolation = pre.at("interpolation") == "bilinear" ? Interpolation::Bilinear : Interpolation::Bicubic;
+  for (int c = 0; c < 3; ++c) {
+    transform.preprocess.mean[c] = pre.at("mean")[c];
+    transform.preprocess.std[c] = pre.at("std")[c];
+  }
+  nlohmann::json notes = nlohmann::json::array();
+  for (auto& head : heads) {
+    const auto& encoder = head.config.at("encoder");
+    if (layout_to_json(layout) != layout_to_json(head.head->layout())) {
+      throw BadInput(head.folder + ": the head was trained on another token layout than " + options.model + " gives");
+    }
+    if (head.head->num_classes() != dataset->num_classes()) {
+      throw BadInput(head.folder + ": the head has " + std::to_string(head.head->num_classes()) + " classes, " +
+                     options.data + " has " + std::to_string(dataset->num_classes()));
+    }
+    if (encoder.value("model_sha256", "") != sha) {
+      notes.push_back(head.folder + ": trained on a model with another SHA-256 than " + options.model);
+    }
+  }
+  // One pass per (block, final norm) group of heads.
+  std::map<std::pair<int, bool>, std::vector<size_t>> groups;
+  for (size_t i = 0; i < heads.size(); ++i) {
+    const auto& encoder = heads[i].config.at("encoder");
+    groups[{encoder.at("block").get<int>(), encoder.at("final_norm").get<bool>()}].push_back(i);
+  }
+  std::vector<std::array<int64_t, 3>> counts(heads.size(), {0, 0, 0});
+  LoaderOptions loader;
+  loader.batch_size = options.batch_size;
+  loader.num_workers = options.workers;
+  loader.bfloat16 = load.dtype == "bf16";
+  at::NoGradGuard no_grad;
+  for (const auto& [group, members] : groups) {
+    std::vector<HeadSpec> specs;
+    for (auto i : members) specs.push_back(heads[i].head->spec());
+    const FeatureExtractor extractor(model.encoder, group.first, group.second, required_features(specs));
+    OnlineFeatures source(*dataset, ImageTransform(transform), loader, extractor);
+    ProgressOptions progress_options;
+    progress_options.enabled = options.progress;
+    Progress progress("evaluate", dataset->size(), progress_options);
+    source.start_epoch(0);
+    while (auto batch = source.next()) {
+      add_patch_tokens(batch->features, layout);
+      const auto labels = batch->labels.unsqueeze(1);
+      for (auto i : members) {
+        const auto logits = heads[i].head->forward(batch->features, false);
+        const auto top = std::get<1>(logits.topk(std::min<int64_t>(5, logits.size(1)), 1, true, true));
+        const auto hits = top.eq(labels);
+        counts[i][0] += hits.select(1, 0).sum().item<int64_t>();
+        counts[i][1] += hits.any(1).sum().item<int64_t>();
+        counts[i][2] += labels.size(0);
+      }
+      progress.advance(labels.size(0));
+    }
+  }
+  nlohmann::json results = nlohmann::json::array();
+  for (size_t i = 0; i < heads.size(); ++i) {
+    const double items = std::max<double>(1, counts[i][2]);
+    results.push_back({{"head", heads[i].config.at("head")}, {"folder", heads[i].folder},
+                       {"top1", 100.0 * counts[i][0] / items}, {"top5", 100.0 * counts[i][1] / items},
+                       {"items", counts[i][2]},
+                       {"trained_top1", heads[i].config.at("training").value("top1", 0.0)}});
+  }
+  nlohmann::json summary = {{"model", options.model}, {"model_sha256", sha}, {"data", options.data},
+                            {"split", options.split}, {"limit", options.limit}, {"items", dataset->size()},
+                            {"heads", results}, {"notes", notes}, {"versions", versions_json()}};
+  if (!options.out.empty()) {
+    ensure_directory(options.out);
+    write_file_atomically((fs::path(options.out) / "evaluate.json").string(),
+                          [&](std::ostream& out) { out << summary.dump(2) << "\n"; });
+  }
+  return summary;
+}
+
+}  // namespace vitprobe
