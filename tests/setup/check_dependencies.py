@@ -6,8 +6,8 @@ A fresh Debian 12 has only its base system; `./scripts/setup` installs the rest 
    belongs to a Debian package that scripts/setup installs, or that one of those depends on (Depends and
    Pre-Depends, followed recursively through what is installed here; Recommends do not count), or to the base
    system (Essential, or priority required/important);
-2. every module the Python tests, benchmarks and fuzz corpus script import is in the standard library, a file of this project, or
-   the module of a package in scripts/setup's list (the table below).
+2. every module the Python tests, benchmarks and fuzz/make_corpus.py import is in the standard library, a file of
+   this project, or the module of a package in scripts/setup's list (the table below).
 Usage: check_dependencies.py BUILD_DIR
 """
 import ast
