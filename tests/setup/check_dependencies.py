@@ -6,8 +6,8 @@ A fresh Debian 12 has only its base system; `./scripts/setup` installs the rest 
    belongs to a Debian package that scripts/setup installs, or that one of those depends on (Depends and
    Pre-Depends, followed recursively through what is installed here; Recommends do not count), or to the base
    system (Essential, or priority required/important);
-2. every module the Python tests and benchmarks import is in the standard library, a file of this project, or
-   the module of a package in scripts/setup's list (the table below).
+2. every module the Python tests, benchmarks and fuzz/make_corpus.py import is in the standard library, a file of
+   this project, or the module of a package in scripts/setup's list (the table below).
 Usage: check_dependencies.py BUILD_DIR
 """
 import ast
@@ -122,8 +122,9 @@ def main():
     print(f"CMake cache: {checked} found files and folders owned by Debian packages, checked against scripts/setup")
 
     imports = set()
-    local = {p.stem for p in (ROOT / "tests").rglob("*.py")} | {p.stem for p in (ROOT / "bench").rglob("*.py")}
-    for script in list((ROOT / "tests").rglob("*.py")) + list((ROOT / "bench").rglob("*.py")):
+    scripts = [p for folder in ("tests", "bench", "fuzz") for p in (ROOT / folder).rglob("*.py")]
+    local = {p.stem for p in scripts}
+    for script in scripts:
         for node in ast.walk(ast.parse(script.read_text(), str(script))):
             if isinstance(node, ast.Import):
                 imports.update((alias.name.split(".")[0], script) for alias in node.names)
