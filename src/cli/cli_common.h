@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -14,6 +15,34 @@ struct FeatureOptions;  // jobs/feature_setup.h
 }  // namespace vitprobe
 
 namespace vitprobe::cli {
+
+// Numeric option checks (issue 18): every numeric option of every command takes one of these. Each refuses
+// NaN and inf (CLI11's Range and PositiveNumber let NaN through, and print DBL_MAX in full) and fails with one
+// short line naming the option and the value: "--batch: 0 must be between 1 and 65536". Text that is not a
+// number is left to CLI11's conversion, which names the option too.
+
+/// Largest --batch / --batch-size: far beyond what a forward of one ViT batch fits in memory anyway.
+constexpr double kMaxBatch = 65536;
+/// Largest --img-size / --resize / --crop side: one 8192^2 RGB float image is 805 MB already, and a ViT at
+/// 8192 pixels with 16-pixel patches has 262144 tokens.
+constexpr double kMaxImageSide = 8192;
+/// Largest thread or worker count: 4x the hardware threads (oversubscription beyond that only adds
+/// contention, and at::set_num_threads(100000) never returns), at most 1024 (1024 when unknown).
+int max_threads();
+
+/// A finite number in [lo, hi] (lo_open / hi_open: the bound itself excluded). `description` is what --help
+/// shows after the type (INT:...); empty: made from the bounds.
+CLI::Validator number_in(double lo, double hi, bool lo_open = false, bool hi_open = false, std::string description = "");
+/// A finite number > 0, at most `hi`.
+CLI::Validator positive(double hi = std::numeric_limits<double>::infinity());
+/// A finite number >= 0, at most `hi`.
+CLI::Validator non_negative(double hi = std::numeric_limits<double>::infinity());
+/// Any finite number.
+CLI::Validator finite();
+/// A thread count: 0 (all cores) to max_threads(); `lo` 1 for worker counts that have no "all cores".
+CLI::Validator thread_count(int lo = 0);
+/// "R,G,B": three finite numbers, each > 0 when `positive` (a std of 0 divides by zero).
+CLI::Validator rgb_triplet(bool positive);
 
 /// A registered subcommand: its parser and the action run after a successful parse.
 struct Subcommand {

@@ -51,8 +51,8 @@ Subcommand register_attn_stats(CLI::App& parent) {
   app->add_option("--batch-size", job.batch_size, "Images per forward pass (0: as many as keep all blocks' attention "
                                                   "under 1 GiB, at most 256)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app->add_option("--workers", job.num_workers, "Image decoding threads")->capture_default_str()->check(CLI::PositiveNumber);
+      ->check(non_negative(kMaxBatch));
+  app->add_option("--workers", job.num_workers, "Image decoding threads")->capture_default_str()->check(thread_count(1));
   app->add_flag("--std-bands", job.std_bands, "Shade mean +- std over images in the figure");
   app->add_flag("--quiet", flags->quiet, "No progress bar");
   app->add_flag("--json", flags->json, "Print stats.json instead of a table");

@@ -47,17 +47,18 @@ Subcommand register_bench(CLI::App& parent) {
   auto& bench = flags->bench;
   auto* app = parent.add_subcommand("bench", "Encoder throughput on random weights vs the GEMM ceiling of this machine");
   app->add_option("--arch", bench.arch, "Architecture preset")->capture_default_str();
-  app->add_option("--batch", bench.batch, "Images per forward")->capture_default_str();
-  app->add_option("--img-size", bench.img_size, "Input size")->capture_default_str();
+  app->add_option("--batch", bench.batch, "Images per forward")->capture_default_str()->check(number_in(1, kMaxBatch));
+  app->add_option("--img-size", bench.img_size, "Input size")->capture_default_str()->check(number_in(1, kMaxImageSide));
   app->add_option("--dtype", bench.dtype, "Compute dtype")->capture_default_str()->check(CLI::IsMember({"fp32", "bf16"}));
   app->add_option("--device", bench.device, "Device")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
   app->add_option("--backend", bench.backend, "auto, reference (libtorch) or fast (oneDNN)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "reference", "fast"}));
-  app->add_option("--warmup", bench.warmup, "Untimed forwards first")->capture_default_str();
-  app->add_option("--iterations", bench.iterations, "Timed forwards (the median is reported)")->capture_default_str();
+  app->add_option("--warmup", bench.warmup, "Untimed forwards first")->capture_default_str()->check(number_in(0, 1e6));
+  app->add_option("--iterations", bench.iterations, "Timed forwards (the median is reported)")->capture_default_str()->check(number_in(1, 1e6));
   app->add_option("--gemm-size", bench.gemm_size, "Side of the square matrix product giving the ceiling")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(number_in(1, 65536));
   app->add_flag("!--no-attention", bench.with_attention, "Skip timing the forward that returns all attention maps");
   app->add_flag("--json", flags->json, "Print JSON");
   add_threads_option(*app, flags->threads);

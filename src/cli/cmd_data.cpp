@@ -65,7 +65,7 @@ Subcommand register_data(CLI::App& parent) {
       ->check(CLI::IsMember({"train", "val", "test"}));
   app->add_option("--limit", job.spec.limit, "Keep N items (seeded shuffle, class-balanced; 0: all)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   app->add_option("--seed", job.spec.seed, "Seed of --limit and of the loader")->capture_default_str();
   app->add_flag("--json", flags->json, "Print JSON instead of a table");
   app->add_flag("--verify", job.verify,
@@ -76,10 +76,10 @@ Subcommand register_data(CLI::App& parent) {
       ->check(CLI::IsMember({"eval", "train"}));
   app->add_option("--batch-size", job.loader.batch_size, "With --verify: batch size")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(number_in(1, kMaxBatch));
   app->add_option("--workers", job.loader.num_workers, "With --verify: loader threads")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(thread_count(1));
   app->add_option("--dtype", job.dtype, "With --verify: batch dtype")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16"}));

@@ -17,13 +17,14 @@ Subcommand register_demo(CLI::App& parent) {
   app->add_option("--data", options->data, "Dataset spec")->capture_default_str();
   app->add_option("--out", options->out_dir, "Report folder")->capture_default_str();
   app->add_flag("--quick", options->quick, "Smoke run: 64 stats images, 500/200 probe images, 2 epochs, 2 lrs");
-  app->add_option("--stats-images", options->stats_images, "Val images for attention statistics")->capture_default_str();
-  app->add_option("--train-images", options->train_images, "Train images for the probes")->capture_default_str();
-  app->add_option("--val-images", options->val_images, "Val images for the probes")->capture_default_str();
-  app->add_option("--epochs", options->epochs, "Probe epochs")->capture_default_str();
+  app->add_option("--stats-images", options->stats_images, "Val images for attention statistics")->capture_default_str()->check(number_in(1, 1e9));
+  app->add_option("--train-images", options->train_images, "Train images for the probes")->capture_default_str()->check(number_in(1, 1e9));
+  app->add_option("--val-images", options->val_images, "Val images for the probes")->capture_default_str()->check(number_in(1, 1e9));
+  app->add_option("--epochs", options->epochs, "Probe epochs")->capture_default_str()->check(number_in(1, 1e6));
   app->add_option("--lrs", options->base_lrs, "LARS base learning rates of the probes")
       ->delimiter(',')
-      ->default_str("0.3,1,3,10,30,100,300");
+      ->default_str("0.3,1,3,10,30,100,300")
+      ->check(positive());
   app->add_option("--heads", options->heads, "Probe heads")->capture_default_str();
   add_threads_option(*app, *threads);
   return {app, [options, threads]() {

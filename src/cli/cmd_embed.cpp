@@ -43,14 +43,14 @@ Subcommand register_embed(CLI::App& parent) {
       ->check(CLI::IsMember({"auto", "exact", "barnes-hut"}));
   app->add_option("--perplexity", job.tsne.perplexity, "t-SNE perplexity (lowered to (N-1)/3 for small sets)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app->add_option("--iterations", job.tsne.iterations, "t-SNE iterations")->capture_default_str()->check(CLI::Range(1, 100000));
-  app->add_option("--theta", job.tsne.theta, "Barnes-Hut accuracy")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+      ->check(positive());
+  app->add_option("--iterations", job.tsne.iterations, "t-SNE iterations")->capture_default_str()->check(number_in(1, 100000));
+  app->add_option("--theta", job.tsne.theta, "Barnes-Hut accuracy")->capture_default_str()->check(number_in(0, 1));
   app->add_option("--pca-dims", job.tsne.pca_dims, "Reduce wider features to this many principal components first")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app->add_option("--batch-size", job.batch_size, "Images per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
-  app->add_option("--workers", job.num_workers, "Image decoding threads")->capture_default_str()->check(CLI::PositiveNumber);
+      ->check(non_negative(65536));
+  app->add_option("--batch-size", job.batch_size, "Images per forward pass")->capture_default_str()->check(number_in(1, kMaxBatch));
+  app->add_option("--workers", job.num_workers, "Image decoding threads")->capture_default_str()->check(thread_count(1));
   app->add_flag("--save-features", job.save_features, "Also write features.npy (N, D)");
   app->add_flag("--quiet", flags->quiet, "No progress bars");
   app->add_flag("--json", flags->json, "Print embed.json");

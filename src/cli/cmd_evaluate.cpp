@@ -37,10 +37,10 @@ Subcommand register_evaluate(CLI::App& parent) {
   app->add_option("--model", job.model, "Checkpoint the heads were trained on")->required();
   app->add_option("--data", job.data, "Dataset spec (as for probe)")->required();
   app->add_option("--split", job.split, "Split")->capture_default_str();
-  app->add_option("--limit", job.limit, "Keep N items (class-balanced; 0: all)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  app->add_option("--limit", job.limit, "Keep N items (class-balanced; 0: all)")->capture_default_str()->check(non_negative());
   app->add_option("--limit-seed", job.limit_seed, "Seed of --limit")->capture_default_str();
-  app->add_option("--batch,--batch-size", job.batch_size, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);
-  app->add_option("--workers", job.workers, "Image decoding threads")->capture_default_str()->check(CLI::PositiveNumber);
+  app->add_option("--batch,--batch-size", job.batch_size, "Batch size")->capture_default_str()->check(number_in(1, kMaxBatch));
+  app->add_option("--workers", job.workers, "Image decoding threads")->capture_default_str()->check(thread_count(1));
   app->add_option("--out", job.out, "Also write evaluate.json in this folder");
   app->add_flag("--json", flags->json, "Print JSON instead of a table");
   app->add_flag("--quiet", [flags](int64_t) { flags->job.progress = false; }, "No progress lines on stderr");

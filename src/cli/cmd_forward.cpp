@@ -48,7 +48,9 @@ Subcommand register_forward(CLI::App& parent) {
   app->add_option("--out", job.out_dir, "Output folder")->required();
   app->add_option("--blocks", job.blocks, "Blocks whose outputs to write: all, last or I,J,... (0-based)");
   app->add_flag("--attn", job.attention, "Write attention probabilities attn{I}.npy (B,heads,T,T)");
-  app->add_option("--topk", job.topk, "Classes to print when the checkpoint has a classifier")->capture_default_str();
+  app->add_option("--topk", job.topk, "Classes to print when the checkpoint has a classifier")
+      ->capture_default_str()
+      ->check(number_in(0, 1e6));
   app->add_option("--class-names", job.class_names, "File with one class name per line");
   app->add_flag("--json", flags->json, "Print the summary (forward.json) instead of a table");
   add_load_options(*app, job.load);

@@ -33,8 +33,8 @@ Subcommand register_maps(CLI::App& parent) {
   app->add_option("--block", job.block, "Block whose attention to draw (negative: from the end)")->capture_default_str();
   app->add_option("--columns", job.columns, "Tiles per row (0: at most 7, rows balanced)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app->add_option("--alpha", job.alpha, "Opacity of the heat map over the image")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+      ->check(non_negative(1024));
+  app->add_option("--alpha", job.alpha, "Opacity of the heat map over the image")->capture_default_str()->check(number_in(0, 1));
   app->add_option("--colormap", job.color_map, "Heat map colours")
       ->capture_default_str()
       ->check(CLI::IsMember({"inferno", "viridis"}));

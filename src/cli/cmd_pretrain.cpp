@@ -43,28 +43,40 @@ void add_common_options(CLI::App& app, PretrainFlags& flags) {
              }())
       ->capture_default_str();
   app.add_option("--limit", options.limit, "Use a class-balanced subset of N training images (0: all)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(non_negative());
   app.add_option("--out", options.out, "Encoder file to write (.safetensors, timm keys), after every epoch")
       ->required();
   app.add_option("--state", options.state, "Training state file (default: OUT with .state.safetensors)");
   app.add_flag("--resume", options.resume, "Continue from --state after its last completed epoch");
   app.add_option("--arch", options.arch, "Architecture preset (vit_tiny_patch16, ...); else the size flags below");
-  app.add_option("--img-size", options.img_size, "Input size")->capture_default_str();
-  app.add_option("--patch-size", options.patch_size, "Patch size")->capture_default_str();
-  app.add_option("--embed-dim", options.embed_dim, "Width")->capture_default_str();
-  app.add_option("--depth", options.depth, "Blocks")->capture_default_str();
-  app.add_option("--num-heads", options.num_heads, "Attention heads")->capture_default_str();
-  app.add_option("--mlp-ratio", options.mlp_ratio, "MLP hidden size / width")->capture_default_str();
-  app.add_option("--epochs", options.epochs, "Epochs (the schedules span them all)")->capture_default_str();
+  app.add_option("--img-size", options.img_size, "Input size")->capture_default_str()
+      ->check(number_in(1, kMaxImageSide));
+  app.add_option("--patch-size", options.patch_size, "Patch size")->capture_default_str()
+      ->check(number_in(1, kMaxImageSide));
+  app.add_option("--embed-dim", options.embed_dim, "Width")->capture_default_str()
+      ->check(number_in(1, 65536));
+  app.add_option("--depth", options.depth, "Blocks")->capture_default_str()
+      ->check(number_in(1, 1024));
+  app.add_option("--num-heads", options.num_heads, "Attention heads")->capture_default_str()
+      ->check(number_in(1, 4096));
+  app.add_option("--mlp-ratio", options.mlp_ratio, "MLP hidden size / width")->capture_default_str()
+      ->check(positive(1024));
+  app.add_option("--epochs", options.epochs, "Epochs (the schedules span them all)")->capture_default_str()
+      ->check(number_in(1, 1e6));
   app.add_option("--max-steps", options.max_steps,
                  "Stop after N steps of this run (0: no limit); the state stays that of the last full epoch")
-      ->capture_default_str();
-  app.add_option("--batch-size", options.batch_size, "Images per step")->capture_default_str();
+      ->capture_default_str()
+      ->check(non_negative());
+  app.add_option("--batch-size", options.batch_size, "Images per step")->capture_default_str()
+      ->check(number_in(1, kMaxBatch));
   app.add_option("--warmup-epochs", options.warmup_epochs, "Linear lr warm-up, in (fractional) epochs")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(non_negative());
   app.add_option("--seed", options.seed, "Seed of initialisation, data order, augmentation and masks")
       ->capture_default_str();
-  app.add_option("--workers", options.workers, "Image decoding threads (MAE)")->capture_default_str();
+  app.add_option("--workers", options.workers, "Image decoding threads (MAE)")->capture_default_str()
+      ->check(thread_count(1));
   app.add_option("--precision", options.precision, "Block compute dtype; master weights and the loss stay fp32")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16"}));
@@ -72,8 +84,9 @@ void add_common_options(CLI::App& app, PretrainFlags& flags) {
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
   flags.mean_option = app.add_option("--mean", flags.mean, "Normalisation mean R,G,B")
+                          ->check(rgb_triplet(false))
                           ->default_str("measured on up to 10000 training images");
-  flags.std_option = app.add_option("--std", flags.std, "Normalisation std R,G,B")->default_str("measured");
+  flags.std_option = app.add_option("--std", flags.std, "Normalisation std R,G,B")->default_str("measured")->check(rgb_triplet(true));
   app.add_option("--interpolation", options.interpolation, "Crop resize filter")
       ->capture_default_str()
       ->check(CLI::IsMember({"bicubic", "bilinear"}));
@@ -83,46 +96,75 @@ void add_common_options(CLI::App& app, PretrainFlags& flags) {
 }
 
 void add_mae_options(CLI::App& app, MaeTrainingOptions& mae) {
-  app.add_option("--mask-ratio", mae.mask_ratio, "Fraction of patches masked")->capture_default_str();
+  app.add_option("--mask-ratio", mae.mask_ratio, "Fraction of patches masked")->capture_default_str()
+      ->check(number_in(0, 1, false, true));
   app.add_option("--norm-pix-loss", mae.norm_pix_loss, "Normalise each target patch (true/false)")
       ->capture_default_str();
-  app.add_option("--decoder-dim", mae.decoder.dim, "Decoder width")->capture_default_str();
-  app.add_option("--decoder-depth", mae.decoder.depth, "Decoder blocks")->capture_default_str();
-  app.add_option("--decoder-num-heads", mae.decoder.num_heads, "Decoder heads")->capture_default_str();
-  app.add_option("--blr", mae.base_lr, "Base lr: lr = blr * batch / 256")->capture_default_str();
-  app.add_option("--min-lr", mae.min_lr, "Final lr of the cosine")->capture_default_str();
-  app.add_option("--weight-decay", mae.weight_decay, "AdamW weight decay")->capture_default_str();
-  app.add_option("--beta2", mae.beta2, "AdamW beta2 (beta1 0.9)")->capture_default_str();
-  app.add_option("--crop-scale-min", mae.crop_scale_min, "RandomResizedCrop scale (MIN, 1)")->capture_default_str();
+  app.add_option("--decoder-dim", mae.decoder.dim, "Decoder width")->capture_default_str()
+      ->check(number_in(1, 65536));
+  app.add_option("--decoder-depth", mae.decoder.depth, "Decoder blocks")->capture_default_str()
+      ->check(number_in(1, 1024));
+  app.add_option("--decoder-num-heads", mae.decoder.num_heads, "Decoder heads")->capture_default_str()
+      ->check(number_in(1, 4096));
+  app.add_option("--blr", mae.base_lr, "Base lr: lr = blr * batch / 256")->capture_default_str()
+      ->check(positive());
+  app.add_option("--min-lr", mae.min_lr, "Final lr of the cosine")->capture_default_str()
+      ->check(non_negative());
+  app.add_option("--weight-decay", mae.weight_decay, "AdamW weight decay")->capture_default_str()
+      ->check(non_negative());
+  app.add_option("--beta2", mae.beta2, "AdamW beta2 (beta1 0.9)")->capture_default_str()
+      ->check(number_in(0, 1, false, true));
+  app.add_option("--crop-scale-min", mae.crop_scale_min, "RandomResizedCrop scale (MIN, 1)")->capture_default_str()
+      ->check(number_in(0, 1, true, false));
 }
 
 void add_dino_options(CLI::App& app, DinoTrainingOptions& dino) {
-  app.add_option("--out-dim", dino.head.out_dim, "Prototypes of the DINO head")->capture_default_str();
-  app.add_option("--head-hidden-dim", dino.head.hidden_dim, "Hidden width of the head MLP")->capture_default_str();
-  app.add_option("--bottleneck-dim", dino.head.bottleneck_dim, "Bottleneck width of the head")->capture_default_str();
+  app.add_option("--out-dim", dino.head.out_dim, "Prototypes of the DINO head")->capture_default_str()
+      ->check(number_in(1, 1 << 20));
+  app.add_option("--head-hidden-dim", dino.head.hidden_dim, "Hidden width of the head MLP")->capture_default_str()
+      ->check(number_in(1, 65536));
+  app.add_option("--bottleneck-dim", dino.head.bottleneck_dim, "Bottleneck width of the head")->capture_default_str()
+      ->check(number_in(1, 65536));
   app.add_option("--momentum-teacher", dino.momentum_teacher, "EMA momentum at the start (cosine to 1)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(number_in(0, 1));
   app.add_option("--warmup-teacher-temp", dino.warmup_teacher_temp, "Teacher temperature at the start")
-      ->capture_default_str();
-  app.add_option("--teacher-temp", dino.teacher_temp, "Teacher temperature after warm-up")->capture_default_str();
+      ->capture_default_str()
+      ->check(positive());
+  app.add_option("--teacher-temp", dino.teacher_temp, "Teacher temperature after warm-up")->capture_default_str()
+      ->check(positive());
   app.add_option("--warmup-teacher-temp-epochs", dino.warmup_teacher_temp_epochs, "Teacher temperature warm-up epochs")
-      ->capture_default_str();
-  app.add_option("--student-temp", dino.student_temp, "Student temperature")->capture_default_str();
-  app.add_option("--center-momentum", dino.center_momentum, "Momentum of the center")->capture_default_str();
-  app.add_option("--local-crops", dino.num_local_crops, "Local crops per image")->capture_default_str();
+      ->capture_default_str()
+      ->check(non_negative());
+  app.add_option("--student-temp", dino.student_temp, "Student temperature")->capture_default_str()
+      ->check(positive());
+  app.add_option("--center-momentum", dino.center_momentum, "Momentum of the center")->capture_default_str()
+      ->check(number_in(0, 1));
+  app.add_option("--local-crops", dino.num_local_crops, "Local crops per image")->capture_default_str()
+      ->check(number_in(0, 64));
   app.add_option("--local-crop-size", dino.local_crop_size, "Local crop side (0: img-size * 96/224 on whole patches)")
-      ->capture_default_str();
-  app.add_option("--global-scale-min", dino.global_scale_min, "Global crops scale (MIN, 1)")->capture_default_str();
-  app.add_option("--local-scale-min", dino.local_scale_min, "Local crops scale (MIN, MAX)")->capture_default_str();
-  app.add_option("--local-scale-max", dino.local_scale_max, "Local crops scale (MIN, MAX)")->capture_default_str();
-  app.add_option("--blr", dino.base_lr, "Base lr: lr = blr * batch / 256")->capture_default_str();
-  app.add_option("--min-lr", dino.min_lr, "Final lr of the cosine")->capture_default_str();
+      ->capture_default_str()
+      ->check(number_in(0, kMaxImageSide));
+  app.add_option("--global-scale-min", dino.global_scale_min, "Global crops scale (MIN, 1)")->capture_default_str()
+      ->check(number_in(0, 1, true, false));
+  app.add_option("--local-scale-min", dino.local_scale_min, "Local crops scale (MIN, MAX)")->capture_default_str()
+      ->check(number_in(0, 1, true, false));
+  app.add_option("--local-scale-max", dino.local_scale_max, "Local crops scale (MIN, MAX)")->capture_default_str()
+      ->check(number_in(0, 1, true, false));
+  app.add_option("--blr", dino.base_lr, "Base lr: lr = blr * batch / 256")->capture_default_str()
+      ->check(positive());
+  app.add_option("--min-lr", dino.min_lr, "Final lr of the cosine")->capture_default_str()
+      ->check(non_negative());
   app.add_option("--weight-decay", dino.weight_decay, "Weight decay at the start (cosine to --weight-decay-end)")
-      ->capture_default_str();
-  app.add_option("--weight-decay-end", dino.weight_decay_end, "Weight decay at the end")->capture_default_str();
-  app.add_option("--clip-grad", dino.clip_grad, "Per-tensor gradient norm clip (0: off)")->capture_default_str();
+      ->capture_default_str()
+      ->check(non_negative());
+  app.add_option("--weight-decay-end", dino.weight_decay_end, "Weight decay at the end")->capture_default_str()
+      ->check(non_negative());
+  app.add_option("--clip-grad", dino.clip_grad, "Per-tensor gradient norm clip (0: off)")->capture_default_str()
+      ->check(non_negative());
   app.add_option("--freeze-last-layer", dino.freeze_last_layer_epochs, "Epochs without updates of the last head layer")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(non_negative());
 }
 
 int run(PretrainFlags& flags) {

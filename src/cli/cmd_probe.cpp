@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_common.h"
+#include "common/errors.h"
 #include "jobs/probe_job.h"
 
 namespace vitprobe::cli {
@@ -13,7 +14,8 @@ void add_probe_load_options(CLI::App& app, LoadOptions& options) {
   // --heads names the probe heads in these commands: keep --num-heads without its --heads alias.
   app.remove_option(app.get_option("--num-heads"));
   app.add_option("--num-heads", options.num_heads, "Attention heads (0: from --arch, metadata, or width/64 convention)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(number_in(0, 4096));
 }
 
 void add_feature_options(CLI::App& app, FeatureOptions& options, PreprocessFlags& preprocess, std::string& final_norm) {
@@ -26,10 +28,10 @@ void add_feature_options(CLI::App& app, FeatureOptions& options, PreprocessFlags
   app.add_option("--val-split", options.val_split, "Validation split")->capture_default_str();
   app.add_option("--limit", options.train_limit, "Keep N training items (class-balanced; 0: all)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   app.add_option("--val-limit", options.val_limit, "Keep N validation items (class-balanced; 0: all)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   app.add_option("--limit-seed", options.limit_seed, "Seed of the --limit subsets")->capture_default_str();
   app.add_option("--block", options.block, "Probed block (0-based; negative counts from the end)")->capture_default_str();
   app.add_option("--final-norm", final_norm, "Apply the final LayerNorm to the probed tokens (off = official beyond_cls code)")
@@ -38,8 +40,8 @@ void add_feature_options(CLI::App& app, FeatureOptions& options, PreprocessFlags
   app.add_option("--cache-dir", options.cache_dir, "Cached features folder")->default_str(default_cache_dir());
   app.add_option("--batch,--batch-size", options.batch_size, "Batch size (images per encoder forward and per step)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--workers", options.workers, "Image decoding threads")->capture_default_str()->check(CLI::PositiveNumber);
+      ->check(number_in(1, kMaxBatch));
+  app.add_option("--workers", options.workers, "Image decoding threads")->capture_default_str()->check(thread_count(1));
   app.add_flag("--quiet", [&options](int64_t) { options.progress = false; }, "No progress lines on stderr");
   add_probe_load_options(app, options.load);
   add_preprocess_options(app, preprocess);
@@ -68,22 +70,24 @@ Subcommand register_probe(CLI::App& parent) {
   app->add_option("--heads", job.heads, "Heads, e.g. cls,mean,abmilp,ep:32 (see below)")->required();
   app->add_option("--lrs", job.base_lrs, "Base learning rates, each scaled by effective batch / 256")
       ->delimiter(',')
-      ->default_str("DINOv2's 13 values 1e-5 .. 0.1");
-  app->add_option("--blr", job.blr, "One base learning rate instead of the grid")->check(CLI::PositiveNumber);
-  app->add_option("--epochs", job.epochs, "Epochs")->capture_default_str()->check(CLI::PositiveNumber);
+      ->default_str("DINOv2's 13 values 1e-5 .. 0.1")
+      ->check(positive());
+  app->add_option("--blr", job.blr, "One base learning rate instead of the grid")->check(positive());
+  app->add_option("--epochs", job.epochs, "Epochs")->capture_default_str()->check(number_in(1, 1e6));
   app->add_option("--warmup-epochs", job.warmup_epochs, "Linear warm-up epochs, then half-cosine")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app->add_option("--min-lr", job.min_lr, "Learning rate at the end of the cosine")->capture_default_str();
+      ->check(non_negative());
+  app->add_option("--min-lr", job.min_lr, "Learning rate at the end of the cosine")->capture_default_str()->check(non_negative());
   app->add_option("--accum-iter", job.accum_iter, "Batches per optimizer step (gradient accumulation)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(number_in(1, kMaxBatch));
   app->add_option("--optimizer", job.optimizer.kind, "Optimizer")
       ->capture_default_str()
       ->check(CLI::IsMember({"lars", "sgd", "adamw"}));
-  app->add_option("--momentum", job.optimizer.momentum, "Momentum (lars, sgd)")->capture_default_str();
+  app->add_option("--momentum", job.optimizer.momentum, "Momentum (lars, sgd)")->capture_default_str()->check(number_in(0, 1));
   app->add_option("--weight-decay", job.optimizer.weight_decay, "Weight decay (not on biases / 1-d parameters)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(non_negative());
   app->add_option("--features", job.mode, "online: encoder every batch with the train transform; cached: one eval-"
                                           "transform pass per split stored as bf16 and reused")
       ->capture_default_str()
@@ -95,19 +99,24 @@ Subcommand register_probe(CLI::App& parent) {
       ->excludes(flags->seed_option);
   app->add_option("--eval-every", job.eval_every, "Evaluate every N epochs (and after the last)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app->add_option("--knn-k", job.knn_k, "k values of knn heads")->delimiter(',')->default_str("10,20,100,200");
-  app->add_option("--knn-temperature", job.knn_temperature, "Temperature of knn votes")->capture_default_str();
+      ->check(number_in(1, 1e6));
+  app->add_option("--knn-k", job.knn_k, "k values of knn heads")
+      ->delimiter(',')
+      ->default_str("10,20,100,200")
+      ->check(number_in(1, 1e6));
+  app->add_option("--knn-temperature", job.knn_temperature, "Temperature of knn votes")->capture_default_str()->check(positive());
   app->add_option("--out", job.out_dir, "Output folder")->required();
   app->add_flag("--resume", job.resume, "Continue an interrupted run in --out from its last completed epoch");
-  app->add_option("--stop-after-epochs", job.stop_after_epochs, "Testing: stop after N epochs as if killed")->group("");
+  app->add_option("--stop-after-epochs", job.stop_after_epochs, "Testing: stop after N epochs as if killed")
+      ->check(non_negative())
+      ->group("");
   app->add_flag("--json", flags->json, "Print results.json instead of the table");
   add_threads_option(*app, flags->threads);
   add_dist_options(*app, job.features.dist);
   app->add_option("--head-threads", job.head_threads, "Threads while the heads train (0: as --threads); their small "
                                                       "operations gain little from more (the encoder uses --threads)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(thread_count());
   app->footer("Heads: " + head_syntax_help() +
               ".\nEach head is aggregation -> BatchNorm1d(affine=False) -> Linear; every head is trained at every "
               "learning rate from the same forward pass, and the best learning rate per head is reported.");
@@ -117,6 +126,14 @@ Subcommand register_probe(CLI::App& parent) {
             job.features.preprocess = flags->preprocess.settings();
             job.features.final_norm = flags->final_norm == "on";
             if (flags->seed_option->count()) job.seeds = {flags->seed};
+            // A seed given twice would train the same run twice and report a std of 0 for it.
+            for (size_t i = 0; i < job.seeds.size(); ++i) {
+              for (size_t j = 0; j < i; ++j) {
+                if (job.seeds[i] == job.seeds[j]) {
+                  throw BadInput("--seeds: seed " + std::to_string(job.seeds[i]) + " is given twice");
+                }
+              }
+            }
             const auto results = run_probe_job(job);
             if (!prints_output(job.features.dist)) return 0;
             if (results.value("status", "") == "stopped") {

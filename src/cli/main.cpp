@@ -2,6 +2,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <new>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -14,6 +15,10 @@
 namespace {
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+// An allocation that failed is caused by what was asked (sizes in the options or the inputs), not a fault of
+// the program: exit 2 with the options that set the sizes named, not "std::bad_alloc" and exit 4.
+const char* const kOutOfMemory = "out of memory: lower --batch/--batch-size, --workers or --img-size/--crop/--resize";
 
 }  // namespace
 
@@ -81,8 +86,19 @@ int main(int argc, char** argv) {
     } catch (const IoError& e) {
       std::cerr << prefix << first_line(e.what()) << "\n";
       return kExitIoError;
+    } catch (const std::bad_alloc&) {
+      std::cerr << prefix << kOutOfMemory << "\n";
+      return kExitBadInput;
     } catch (const c10::Error& e) {
-      std::cerr << prefix << first_line(e.what_without_backtrace()) << "\n";
+      const std::string text = first_line(e.what_without_backtrace());
+      if (text.find("can't allocate memory") != std::string::npos) {  // libtorch's CPU allocator
+        // "...: you tried to allocate N bytes. Error code 12 (Cannot allocate memory)": keep N bytes.
+        const auto tried = text.find("allocate ", text.find("you tried"));
+        const auto bytes = tried == std::string::npos ? std::string() : text.substr(tried + 9, text.find(" bytes", tried) - tried - 9);
+        std::cerr << prefix << kOutOfMemory << (bytes.empty() ? "" : " (" + bytes + " bytes asked at once)") << "\n";
+        return kExitBadInput;
+      }
+      std::cerr << prefix << text << "\n";
       return kExitInternal;
     } catch (const std::exception& e) {
       std::cerr << prefix << first_line(e.what()) << "\n";

@@ -198,14 +198,15 @@ def case_nan_weights_allowed(folder, files):
 
 
 def case_loader_allocation(folder, files):
-    # A batch of 8 x 3 x 32768^2 floats (100 GB) cannot be allocated under a 16 GiB address-space cap: the
-    # failure happens in a loader worker thread, which used to end the process with SIGABRT.
+    # A batch of 64 x 3 x 8192^2 floats (51 GB; 8192 is the largest --crop and --resize the CLI accepts) cannot
+    # be allocated under a 16 GiB address-space cap: the failure happens in a loader worker thread, which used
+    # to end the process with SIGABRT.
     images = folder / "images" / "train" / "a"
     images.mkdir(parents=True)
-    for i in range(8):
+    for i in range(64):
         Image.new("RGB", (8, 8), (i, i, i)).save(images / f"{i}.png")
-    return dict(command="data", data=f"imagefolder:{folder / 'images'}", extra=["--verify", "--crop", "32768",
-                "--resize", "32768", "--batch-size", "8"], words=["cannot allocate a batch"],
+    return dict(command="data", data=f"imagefolder:{folder / 'images'}", extra=["--verify", "--crop", "8192",
+                "--resize", "8192", "--batch-size", "64"], words=["cannot allocate a batch"],
                 prefix=["prlimit", f"--as={16 << 30}"], max_rss=None)
 
 

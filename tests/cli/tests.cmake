@@ -6,6 +6,16 @@ foreach(case truncated random-bytes zip-without-data-pkl unknown-global safetens
              npy-wrong-dtype missing-model inspect-random-bytes)
   vitprobe_py_test(cli.bad_input.${case} cli cli/check_bad_inputs.py ${case})
 endforeach()
+# Issue 18: numeric options (NaN, inf, negative, out of range, too large for the machine) refused at parsing in
+# one short line naming the option and the value; small-metadata errors named instead of library text.
+foreach(case lrs-inf momentum-nan warmup-epochs-nan min-lr-nan blr-nan weight-decay-negative mean-nan std-inf
+             alpha-nan pretrain-min-lr-nan knn-k-zero knn-k-negative knn-temperature-zero seeds-duplicate
+             threads-huge workers-huge batch-huge img-size-huge resize-huge crop-huge batch-zero)
+  vitprobe_py_test(cli.bad_option.${case} cli cli/check_bad_inputs.py ${case})
+endforeach()
+foreach(case metadata-bad-crop empty-npy-batch resume-without-trainer out-of-memory)
+  vitprobe_py_test(cli.bad_input.${case} cli cli/check_bad_inputs.py ${case})
+endforeach()
 
 foreach(check help unknown-subcommand inspect-real)
   vitprobe_py_test(cli.${check} cli cli/check_cli.py ${check})

@@ -10,7 +10,7 @@ namespace vitprobe {
 
 PreprocessOptions model_preprocess(const LoadedModel& model, const PreprocessSettings& settings) {
   const auto& config = model.encoder->config();
-  const auto preprocess = settings.resolve(model.report.metadata, config.img_size);
+  const auto preprocess = settings.resolve(model.report.metadata, config.img_size, model.report.file);
   if (preprocess.crop != config.img_size) {
     throw BadInput(model.report.file + ": --crop " + std::to_string(preprocess.crop) +
                    " does not match the model's input size " + std::to_string(config.img_size) +

@@ -57,7 +57,7 @@ FeatureContext prepare_features(const FeatureOptions& options) {
     throw BadInput("--block " + std::to_string(options.block) + " out of range (the model has " +
                    std::to_string(config.depth) + " blocks)");
   }
-  const auto preprocess = options.preprocess.resolve(context.model.report.metadata, config.img_size);
+  const auto preprocess = options.preprocess.resolve(context.model.report.metadata, config.img_size, context.model.report.file);
   if (preprocess.crop != config.img_size) {
     throw BadInput("--crop " + std::to_string(preprocess.crop) + " does not match the model's input size " +
                    std::to_string(config.img_size) + " (use --img-size to resample the position embeddings)");

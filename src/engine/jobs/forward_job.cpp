@@ -48,9 +48,10 @@ at::Tensor load_inputs(const ForwardJobOptions& options, const LoadedModel& mode
                      std::to_string(config.in_chans) + ", " + std::to_string(config.img_size) + ", " +
                      std::to_string(config.img_size) + ")");
     }
+    if (array.size(0) == 0) throw BadInput(file + ": npy input is an empty batch (0 images)");
     return array;
   }
-  const auto preprocess = options.preprocess.resolve(model.report.metadata, config.img_size);
+  const auto preprocess = options.preprocess.resolve(model.report.metadata, config.img_size, model.report.file);
   if (preprocess.crop != config.img_size) {
     throw BadInput("--crop " + std::to_string(preprocess.crop) + " does not match the model's input size " +
                    std::to_string(config.img_size) + " (use --img-size to resample the position embeddings)");

@@ -27,8 +27,28 @@ std::array<float, 3> parse_triplet(const std::string& text, const std::string& f
   return values;
 }
 
+namespace {
+
+/// A whole-number metadata value (crop, resize) in [1, 65536]; BadInput naming the key and the text otherwise
+/// (std::stoi said only "stoi", and accepted "32px").
+int metadata_side(const std::string& source, const std::string& key, const std::string& text) {
+  size_t used = 0;
+  long value = 0;
+  try {
+    value = std::stol(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || value < 1 || value > 65536) {
+    throw BadInput((source.empty() ? std::string("checkpoint") : source) + ": metadata " + key + " '" + text.substr(0, 40) + "': expected a whole number of pixels 1..65536");
+  }
+  return static_cast<int>(value);
+}
+
+}  // namespace
+
 PreprocessOptions PreprocessSettings::resolve(const std::map<std::string, std::string>& metadata,
-                                              int model_img_size) const {
+                                              int model_img_size, const std::string& source) const {
   auto from_metadata = [&](const char* key) -> std::optional<std::string> {
     const auto found = metadata.find(key);
     if (found == metadata.end()) return std::nullopt;
@@ -37,13 +57,13 @@ PreprocessOptions PreprocessSettings::resolve(const std::map<std::string, std::s
   PreprocessOptions options;
   options.crop = crop ? *crop : model_img_size;
   if (!crop) {
-    if (auto value = from_metadata("crop")) options.crop = std::stoi(*value);
+    if (auto value = from_metadata("crop")) options.crop = metadata_side(source, "crop", *value);
   }
   options.resize = static_cast<int>(std::floor(options.crop / 0.875));
   if (resize) {
     options.resize = *resize;
   } else if (auto value = from_metadata("resize")) {
-    options.resize = std::stoi(*value);
+    options.resize = metadata_side(source, "resize", *value);
   }
   if (mean) {
     options.mean = *mean;

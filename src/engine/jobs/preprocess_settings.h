@@ -19,8 +19,10 @@ struct PreprocessSettings {
   std::optional<std::string> interpolation;
 
   /// The effective options: the flags given, else the metadata keys (mean, std, resize, crop, interpolation)
-  /// of the checkpoint, else the defaults (crop = the model's image size, resize = crop / 0.875).
-  PreprocessOptions resolve(const std::map<std::string, std::string>& metadata, int model_img_size) const;
+  /// of the checkpoint, else the defaults (crop = the model's image size, resize = crop / 0.875). `source`: the
+  /// checkpoint file, named when its metadata is malformed.
+  PreprocessOptions resolve(const std::map<std::string, std::string>& metadata, int model_img_size,
+                            const std::string& source = "") const;
 };
 
 /// Parses "R,G,B" into three floats; throws BadInput naming the flag.

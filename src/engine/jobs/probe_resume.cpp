@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <map>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/safetensors.h"
@@ -38,6 +39,19 @@ int64_t load_resume_state(const ResumeFiles& files, ProbeTrainer& trainer, const
     state = nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
     throw BadInput(files.json.string() + ": not valid JSON (" + e.what() + ")");
+  }
+  // Name a missing or mistyped field and the file, not nlohmann's "[json.exception.out_of_range.403]".
+  const std::pair<const char*, nlohmann::json::value_t> fields[] = {
+      {"fingerprint", nlohmann::json::value_t::object}, {"tensors", nlohmann::json::value_t::string},
+      {"trainer", nlohmann::json::value_t::object}, {"completed_epochs", nlohmann::json::value_t::number_integer}};
+  if (!state.is_object()) throw BadInput(files.json.string() + ": not a probe resume state (not a JSON object)");
+  for (const auto& [key, type] : fields) {
+    if (!state.contains(key)) throw BadInput(files.json.string() + ": resume state has no '" + key + "'");
+    const auto actual = state[key].type();
+    const bool integer = actual == nlohmann::json::value_t::number_integer || actual == nlohmann::json::value_t::number_unsigned;
+    if (type == nlohmann::json::value_t::number_integer ? !integer : actual != type) {
+      throw BadInput(files.json.string() + ": resume state '" + key + "' is a " + state[key].type_name());
+    }
   }
   if (state.at("fingerprint") != fingerprint) {
     std::string differing;
