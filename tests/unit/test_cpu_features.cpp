@@ -93,6 +93,11 @@ TEST(CpuFeatures, CapComesFromVitprobeThenOneDnnVariable) {
     }
   }
   {
+    // A name only oneDNN knows is oneDNN's business: vitprobe does not refuse to start over it.
+    ScopedEnv vitprobe("VITPROBE_MAX_CPU_ISA", nullptr), onednn("ONEDNN_MAX_CPU_ISA", "AVX512_MIC");
+    EXPECT_EQ(cpu_isa_cap(), CpuIsa::All);
+  }
+  {
     ScopedEnv vitprobe("VITPROBE_MAX_CPU_ISA", nullptr), onednn("ONEDNN_MAX_CPU_ISA", nullptr);
     EXPECT_EQ(cpu_isa_cap(), CpuIsa::All);
     EXPECT_EQ(effective_cpu_isa(), cpu_features().level());

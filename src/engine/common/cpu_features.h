@@ -40,7 +40,8 @@ CpuIsa parse_cpu_isa(const std::string& name);
 /// oneDNN's spelling of a level ("AVX2").
 std::string cpu_isa_name(CpuIsa isa);
 
-/// The cap in force: VITPROBE_MAX_CPU_ISA, else ONEDNN_MAX_CPU_ISA, else All. An unknown value is BadInput.
+/// The cap in force: VITPROBE_MAX_CPU_ISA, else ONEDNN_MAX_CPU_ISA, else All. An unknown VITPROBE_MAX_CPU_ISA is
+/// BadInput; an ONEDNN_MAX_CPU_ISA name vitprobe does not know counts as All (oneDNN reads it by itself).
 CpuIsa cpu_isa_cap();
 
 /// min(the CPU's level, the cap): what vitprobe's own kernels may use.

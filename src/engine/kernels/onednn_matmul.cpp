@@ -43,7 +43,10 @@ dnnl::engine& cpu_engine() {
       try {
         dnnl::set_max_cpu_isa(to_dnnl(cpu_isa_cap()));
       } catch (const dnnl::error&) {
-        // oneDNN refuses a second setting (ONEDNN_MAX_CPU_ISA given too): its own reading stands.
+        // oneDNN takes the cap only before its first use in the process, and libtorch shares this libdnnl:
+        // too late here, so say so (vitprobe's own choices below still follow the cap).
+        std::cerr << "vitprobe: VITPROBE_MAX_CPU_ISA=" << cap << " came too late for oneDNN, which keeps "
+                  << "running its own ISA choice\n";
       }
     }
     return dnnl::engine(dnnl::engine::kind::cpu, 0);
@@ -62,6 +65,7 @@ std::string cpu_level_text() {
 // oneDNN 2.x has no bf16 matmul below AVX512_CORE (not even a reference one): tried once on a small product.
 bool onednn_runs_bf16() {
   static const bool runs = [] {
+    if (effective_cpu_isa() < CpuIsa::Avx512Core) return false;  // the cap decides, whatever oneDNN was told
     try {
       const memory::desc small({2, 2}, memory::data_type::bf16, memory::format_tag::ab);
       dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(small, small, small), cpu_engine());
