@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "golden"))
-from harness import Report, describe_run, files_under, main_guard, run_vitprobe, work_dir  # noqa: E402
+from harness import Report, describe_run, files_under, main_guard, run_vitprobe, selected_cases, work_dir  # noqa: E402
 from PIL import Image  # noqa: E402
 from make_references import encoder_state, mae_model, save_mae_checkpoint, write_cases  # noqa: E402
 from reference_vit import write_safetensors  # noqa: E402
@@ -311,11 +311,8 @@ def check_case(report, name, folder, model, image):
 
 
 def run():
-    known = list(CASES) + list(OPTION_CASES) + list(SPECIAL_CASES)
-    names = sys.argv[1:] or known
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        print(f"unknown case(s) {unknown}; known: {known}", file=sys.stderr)
+    names = selected_cases(list(CASES) + list(OPTION_CASES) + list(SPECIAL_CASES))
+    if names is None:
         return 1
     folder = work_dir(fresh=True)
     model, image = valid_files(folder)

@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "golden"))
-from harness import Report, main_guard, vitprobe_bin, work_dir  # noqa: E402
+from harness import Report, main_guard, selected_cases, vitprobe_bin, work_dir  # noqa: E402
 from make_references import encoder_state, mae_model, write_cases  # noqa: E402
 from reference_vit import write_safetensors  # noqa: E402
 
@@ -244,10 +244,8 @@ def check_case(report, name, folder, files):
 
 
 def run():
-    names = sys.argv[1:] or list(CASES)
-    unknown = [n for n in names if n not in CASES]
-    if unknown:
-        print(f"unknown case(s) {unknown}; known: {list(CASES)}", file=sys.stderr)
+    names = selected_cases(CASES)
+    if names is None:
         return 1
     folder = work_dir(fresh=True)
     root = folder / "refs"

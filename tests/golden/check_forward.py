@@ -10,12 +10,11 @@ then run again with --dtype bf16 (per-token cosine to the fp32 reference >= 0.99
 """
 import os
 import re
-import sys
 
 import numpy as np
 
 from harness import (Report, describe_run, files_under, load_json, main_guard, max_abs_diff,
-                     min_token_cosine, run_vitprobe, work_dir)
+                     min_token_cosine, run_vitprobe, selected_cases, work_dir)
 from make_references import CASES, write_cases
 
 TOKENS_TOLERANCE = 1e-4
@@ -252,10 +251,8 @@ def check_inspect(report, name, case, root):
 
 
 def run():
-    names = sys.argv[1:] or list(CASES)
-    unknown = [n for n in names if n not in CASES]
-    if unknown:
-        print(f"unknown case(s) {unknown}; known: {list(CASES)}", file=sys.stderr)
+    names = selected_cases(CASES)
+    if names is None:
         return 1
     root = work_dir("refs", fresh=True)
     cases = write_cases(root, names)

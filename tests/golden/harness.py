@@ -42,6 +42,18 @@ def shared_dir():
     return env_path("VITPROBE_SHARED")
 
 
+def selected_cases(known):
+    """The case names given on the command line (all of `known` when none), or None after saying on stderr which
+    names are unknown."""
+    known = list(known)
+    names = sys.argv[1:] or known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        print(f"unknown case(s) {unknown}; known: {known}", file=sys.stderr)
+        return None
+    return names
+
+
 def work_dir(subdir=None, fresh=False):
     """The test's scratch folder (created); with fresh=True the given sub-folder starts empty."""
     path = env_path("VITPROBE_WORK", must_exist=False)
