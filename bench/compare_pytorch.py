@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """vitprobe's encoder against PyTorch eager on the same machine, in alternating rounds.
 
 PyTorch side (Debian's python3-torch 1.13): torchvision's VisionTransformer (vit_b_16 / a ViT-S/16 built

@@ -2,7 +2,7 @@
 # `cmake --build BUILD --target bench_probe` runs it and writes BUILD/bench/probe_bench.json.
 add_custom_target(bench_probe
   COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_BINARY_DIR}/bench
-  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/probe_bench.py $<TARGET_FILE:vitprobe>
+  COMMAND ${VITPROBE_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/probe_bench.py $<TARGET_FILE:vitprobe>
           --out ${CMAKE_BINARY_DIR}/bench/probe_bench.json
   DEPENDS vitprobe
   USES_TERMINAL

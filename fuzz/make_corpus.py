@@ -1,11 +1,11 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Seed corpora for the fuzz targets, generated (nothing binary is committed).
 
 Usage: make_corpus.py OUT_DIR   -> OUT_DIR/<target>/<seed> for every target of fuzz/CMakeLists.txt.
 Seeds are small valid inputs written by the reference libraries (torch.save, numpy.save, Pillow) or, where
 no such library is installed (safetensors, IDX, CIFAR), by hand after their specifications; a few
 near-misses too. Inputs of the targets that read several files use fuzz_common.h's split_parts layout.
-Runs with Debian's /usr/bin/python3 (python3-torch, python3-numpy, python3-pil, installed by scripts/setup).
+Runs with the Python environment scripts/setup makes (torch, numpy, Pillow: scripts/requirements.txt).
 """
 import argparse
 import collections

@@ -1,5 +1,7 @@
 #include "cli_common.h"
 
+#include "jobs/machine.h"
+
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -108,6 +110,12 @@ CLI::Validator rgb_triplet(bool positive) {
       positive ? "POSITIVE R,G,B" : "FINITE R,G,B");
 }
 
+void add_device_option(CLI::App& app, std::string& device) {
+  app.add_option("--device", device, "Device: cpu, cuda or cuda:N (checked before any work)")
+      ->capture_default_str()
+      ->check(CLI::Validator([](std::string& value) { return device_problem(value); }, "DEVICE"));
+}
+
 void add_load_options(CLI::App& app, LoadOptions& options) {
   app.add_option("--format", options.format, "Checkpoint key map: auto or one of timm, mae, dino, ibot, mocov3, "
                                              "dinov2, ijepa, torchvision")
@@ -122,7 +130,7 @@ void add_load_options(CLI::App& app, LoadOptions& options) {
       ->capture_default_str()
       ->check(number_in(0, kMaxImageSide));
   app.add_option("--dtype", options.dtype, "Compute dtype")->capture_default_str()->check(CLI::IsMember({"fp32", "bf16"}));
-  app.add_option("--device", options.device, "Device")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+  add_device_option(app, options.device);
   app.add_option("--backend", options.backend, "Encoder implementation: auto (fast where built), reference (libtorch), "
                                                "fast (oneDNN)")
       ->capture_default_str()

@@ -50,6 +50,9 @@ struct Subcommand {
   std::function<int()> run;
 };
 
+/// Adds --device (cpu, cuda, cuda:N), refused at parse time when the device is not there (jobs/machine.h).
+void add_device_option(CLI::App& app, std::string& device);
+
 /// Adds --format --arch --num-heads --img-size --dtype --device --backend --allow-nonfinite, filling `options`.
 void add_load_options(CLI::App& app, LoadOptions& options);
 

@@ -50,7 +50,7 @@ Subcommand register_bench(CLI::App& parent) {
   app->add_option("--batch", bench.batch, "Images per forward")->capture_default_str()->check(number_in(1, kMaxBatch));
   app->add_option("--img-size", bench.img_size, "Input size")->capture_default_str()->check(number_in(1, kMaxImageSide));
   app->add_option("--dtype", bench.dtype, "Compute dtype")->capture_default_str()->check(CLI::IsMember({"fp32", "bf16"}));
-  app->add_option("--device", bench.device, "Device")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+  add_device_option(*app, bench.device);
   app->add_option("--backend", bench.backend, "auto, reference (libtorch) or fast (oneDNN)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "reference", "fast"}));

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """CLI test of `vitprobe data`: tiny fixtures of every dataset format (written here with PIL and numpy) give
 the right sizes, classes and per-class counts; --verify loads every item; bad inputs fail with a clear
 one-line error that names the file, and --skip-bad counts what it skipped.

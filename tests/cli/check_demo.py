@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """`vitprobe demo --quick` end to end: it finishes and writes a complete report.
 
 Checks the report files exist, index.html is self-contained (figure embedded as a data URI, no http links),

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Golden test: vitprobe's image preprocessing against torchvision 0.14 + PIL.
 
 For every photo in the ImageNet sample, both interpolations and several resize/crop/normalisation
@@ -7,7 +7,7 @@ with transforms.Compose([Resize, CenterCrop, ToTensor, Normalize]) applied to
 PIL.Image.open(f).convert('RGB'). A few synthetic files (PNG variants, grey and CMYK JPEG, PPM) made
 here with PIL cover the colour conversions the photos do not.
 
-Usage: /usr/bin/python3 image_parity.py IMAGE_TOOL OUT_DIR
+Usage: $VENV/bin/python image_parity.py IMAGE_TOOL OUT_DIR
 Exits non-zero when any case exceeds mean |diff| 0.01 or max |diff| 0.1 (normalised units).
 """
 import glob

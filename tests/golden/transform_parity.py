@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Golden test: the data pipeline (dataset + transforms + BatchLoader) against torchvision 0.14 + PIL.
 
 1. eval preset: `data_tool load` runs the loader over an ImageFolder of the real photos in
@@ -11,7 +11,7 @@
 3. RandomResizedCrop box distribution: 10,000 boxes from vitprobe's sampler against 10,000 from
    torchvision's RandomResizedCrop.get_params, for several image shapes (see BOX_LIMITS for tolerances).
 
-Usage: /usr/bin/python3 transform_parity.py DATA_TOOL   (VITPROBE_SHARED and VITPROBE_WORK from CTest)
+Usage: $VENV/bin/python transform_parity.py DATA_TOOL   (VITPROBE_SHARED and VITPROBE_WORK from CTest)
 """
 import math
 import os

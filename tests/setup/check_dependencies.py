@@ -5,21 +5,23 @@ A fresh Debian 12 has only its base system; `./scripts/setup` installs the rest 
 1. every file or folder CMake found (the PATH and FILEPATH entries of CMakeCache.txt, pkg-config's libraries)
    belongs to a Debian package that scripts/setup installs, or that one of those depends on (Depends and
    Pre-Depends, followed recursively through what is installed here; Recommends do not count), or to the base
-   system (Essential, or priority required/important);
+   system (Essential, or priority required/important); or lies in the Python environment scripts/setup made
+   (VITPROBE_PYTHON's, whose packages must be exactly scripts/requirements.txt's pins: libtorch comes from its
+   torch), or in the machine's CUDA toolkit (CUDA_TOOLKIT_ROOT_DIR, installed on every machine of this kind);
 2. every module the Python tests, benchmarks and fuzz/make_corpus.py import is in the standard library, a file of
-   this project, or the module of a package in scripts/setup's list (the table below).
+   this project, or the module of a package pinned in scripts/requirements.txt (the table below).
 Usage: check_dependencies.py BUILD_DIR
 """
 import ast
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# Python modules the tests import -> the Debian package that provides them.
-PYTHON_PACKAGES = {"torch": "python3-torch", "torchvision": "python3-torchvision", "numpy": "python3-numpy",
-                   "PIL": "python3-pil"}
+# Python modules the tests import -> the package of scripts/requirements.txt that provides them.
+PYTHON_PACKAGES = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "PIL": "pillow", "timm": "timm"}
 # Folder entries of the cache -> the header each stands for (checked instead of the folder).
 HEADERS = {"CLI11_INCLUDE_DIR": "CLI/CLI.hpp", "JPEG_INCLUDE_DIR": "jpeglib.h", "PNG_PNG_INCLUDE_DIR": "png.h",
            "OpenCL_INCLUDE_DIR": "CL/cl.h", "Protobuf_INCLUDE_DIR": "google/protobuf/message.h",
@@ -38,6 +40,33 @@ def setup_packages():
     for line in match.group(1).splitlines():
         words += line.split("#", 1)[0].split()
     return set(words)
+
+
+def requirements():
+    """scripts/requirements.txt's pins: name -> version."""
+    pins = {}
+    for line in (ROOT / "scripts" / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"scripts/requirements.txt: '{line}' is not pinned (name==version)"
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def cache_value(build_dir, name):
+    match = re.search(rf"^{name}:[A-Z]+=(.*)$", (build_dir / "CMakeCache.txt").read_text(), re.M)
+    return match.group(1) if match else None
+
+
+def environment_versions(python):
+    """Versions of the pinned packages installed in the environment of `python`."""
+    code = ("import importlib.metadata as m, json, sys; "
+            "print(json.dumps({n: m.version(n) for n in sys.argv[1:]}))")
+    out = subprocess.run([python, "-c", code] + sorted(requirements()), capture_output=True, text=True)
+    if out.returncode != 0:
+        return None, out.stderr.strip().splitlines()[-1:]
+    return json.loads(out.stdout), None
 
 
 def installed_packages():
@@ -114,6 +143,42 @@ def main():
         failures.append(f"scripts/setup lists packages this machine lacks after setup ran: {missing_from_machine}")
 
     entries = found_paths(build_dir)
+    # The Python environment (libtorch's headers, libraries and CMake config come from its torch) and the CUDA
+    # toolkit: paths inside them are not Debian's. The environment must hold exactly the pinned versions.
+    python = cache_value(build_dir, "VITPROBE_PYTHON")
+    venv = Path(python).parent.parent if python and "/" in python else None
+    cuda_root = cache_value(build_dir, "CUDA_TOOLKIT_ROOT_DIR")
+    outside_debian = {}
+    if venv is not None:
+        versions, error = environment_versions(python)
+        pins = requirements()
+        if versions is None:
+            failures.append(f"VITPROBE_PYTHON={python} cannot report its packages: {error}")
+        else:
+            for name, pin in pins.items():
+                if versions[name].split("+")[0] != pin:
+                    failures.append(f"the environment {venv} has {name} {versions[name]}, scripts/requirements.txt "
+                                    f"pins {pin}")
+        outside_debian[venv.resolve()] = f"the Python environment {venv} (scripts/requirements.txt)"
+    else:
+        failures.append("VITPROBE_PYTHON is not the python of an environment scripts/setup made")
+    if cuda_root:
+        outside_debian[Path(cuda_root).resolve()] = f"the CUDA toolkit {cuda_root}"
+    by_origin = {}
+    kept = []
+    for name, path in entries:
+        origin = next((label for root, label in outside_debian.items()
+                       if root == path.resolve() or root in path.resolve().parents), None)
+        if origin is None:
+            kept.append((name, path))
+        else:
+            by_origin.setdefault(origin, []).append(name)
+    entries = kept
+    for origin, names in sorted(by_origin.items()):
+        print(f"CMake cache: {len(names)} entries from {origin}")
+    if venv is not None and not any("Python environment" in origin for origin in by_origin):
+        failures.append(f"CMake did not find libtorch in the environment {venv} (Torch_DIR="
+                        f"{cache_value(build_dir, 'Torch_DIR')})")
     checked = 0
     # A folder is owned by every package with a file in it (/usr/include by libc6-dev): it proves nothing. A
     # folder entry is checked through the file it stands for: the header named in HEADERS, or a CMake config
@@ -160,9 +225,11 @@ def main():
         third_party.add(module)
         package = PYTHON_PACKAGES.get(module)
         if package is None:
-            failures.append(f"{script.relative_to(ROOT)} imports '{module}', which no package in scripts/setup provides")
-        elif package not in wanted:
-            failures.append(f"{script.relative_to(ROOT)} imports '{module}' from {package}, not in scripts/setup")
+            failures.append(f"{script.relative_to(ROOT)} imports '{module}', which no package pinned in "
+                            "scripts/requirements.txt provides")
+        elif package not in requirements():
+            failures.append(f"{script.relative_to(ROOT)} imports '{module}' from {package}, not pinned in "
+                            "scripts/requirements.txt")
     print(f"Python: third-party modules imported by tests and benchmarks: {sorted(third_party)}")
 
     for failure in failures:

@@ -286,10 +286,11 @@ at::ScalarType parse_dtype(const std::string& name) {
 
 LoadedModel load_model(const std::string& file, const LoadOptions& options) {
   const auto dtype = parse_dtype(options.dtype);
-  if (options.device != "cpu" && options.device != "cuda") {
-    throw BadInput("unknown --device '" + options.device + "' (expected cpu or cuda)");
+  const bool cuda = options.device.rfind("cuda", 0) == 0;
+  if (options.device != "cpu" && !cuda) {
+    throw BadInput("unknown --device '" + options.device + "' (expected cpu, cuda or cuda:N)");
   }
-  if (options.device == "cuda" && !at::hasCUDA()) {
+  if (cuda && !at::hasCUDA()) {
     throw BadInput("--device cuda: no CUDA device (this libtorch build or machine has none)");
   }
   std::optional<CheckpointSource> forced;

@@ -1,6 +1,7 @@
 #include "jobs/evaluate_job.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include <algorithm>
 #include <array>

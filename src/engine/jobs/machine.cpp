@@ -4,13 +4,58 @@
 #include <torch/version.h>
 
 #include <nlohmann/json.hpp>
+#include <cstdlib>
 #include <sstream>
+#ifdef VITPROBE_TORCH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#endif
 
 #include "common/cpu_features.h"
 #include "kernels/onednn_matmul.h"
 #include "kernels/softmax.h"
 
 namespace vitprobe {
+namespace {
+
+bool cuda_compiled() {
+#ifdef VITPROBE_TORCH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+int cuda_device_count() { return cuda_compiled() ? static_cast<int>(torch::cuda::device_count()) : 0; }
+
+}  // namespace
+
+std::string device_problem(const std::string& device) {
+  if (device == "cpu") return "";
+  const std::string prefix = "cuda";
+  if (device.compare(0, prefix.size(), prefix) != 0 ||
+      (device.size() > prefix.size() &&
+       (device[prefix.size()] != ':' || device.size() == prefix.size() + 1 || device.size() > prefix.size() + 4 ||
+        device.find_first_not_of("0123456789", prefix.size() + 1) != std::string::npos))) {
+    return "'" + device + "' is not a device (cpu, cuda or cuda:N)";
+  }
+  if (!cuda_compiled()) {
+    return device + ": this vitprobe was built against a libtorch without CUDA (libtorch " +
+           std::string(TORCH_VERSION) + "); rebuild against a CUDA-enabled PyTorch (README, GPU section)";
+  }
+  const int count = cuda_device_count();
+  if (count == 0) {
+    const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+    return device + ": no CUDA device is visible on this machine (CUDA is compiled in" +
+           (visible != nullptr ? std::string("; CUDA_VISIBLE_DEVICES='") + visible + "'" : std::string()) +
+           "); use --device cpu";
+  }
+  const int index = device.size() > prefix.size() ? std::atoi(device.c_str() + prefix.size() + 1) : 0;
+  if (index >= count) {
+    return device + ": only " + std::to_string(count) + " CUDA device(s) visible (cuda:0 to cuda:" +
+           std::to_string(count - 1) + ")";
+  }
+  return "";
+}
 
 nlohmann::json machine_description() {
   const auto& cpu = cpu_features();
@@ -29,12 +74,14 @@ nlohmann::json machine_description() {
       {"onednn", onednn_description()},
   };
   out["libtorch"] = TORCH_VERSION;
+  nlohmann::json cuda = {{"compiled", cuda_compiled()}, {"devices", cuda_device_count()}};
 #ifdef VITPROBE_TORCH_CUDA
-  const bool cuda_compiled = true;
-#else
-  const bool cuda_compiled = false;
+  cuda["toolkit"] = VITPROBE_TORCH_CUDA;
+  nlohmann::json names = nlohmann::json::array();
+  for (int index = 0; index < cuda_device_count(); ++index) names.push_back(at::cuda::getDeviceProperties(index)->name);
+  cuda["names"] = names;
 #endif
-  out["cuda"] = {{"compiled", cuda_compiled}, {"devices", static_cast<int>(torch::cuda::device_count())}};
+  out["cuda"] = cuda;
   return out;
 }
 
@@ -43,9 +90,15 @@ std::string machine_text() {
   const auto& cpu = machine["cpu"];
   const auto& kernels = machine["kernels"];
   std::ostringstream text;
-  text << "libtorch " << machine["libtorch"].get<std::string>() << ", CUDA "
-       << (machine["cuda"]["compiled"].get<bool>() ? "compiled in" : "not compiled in") << ", "
-       << machine["cuda"]["devices"].get<int>() << " CUDA device(s) visible\n";
+  const auto& cuda = machine["cuda"];
+  text << "libtorch " << machine["libtorch"].get<std::string>() << ", "
+       << (cuda["compiled"].get<bool>() ? "CUDA " + cuda["toolkit"].get<std::string>() + " compiled in"
+                                        : std::string("CUDA not compiled in"))
+       << ", " << cuda["devices"].get<int>() << " CUDA device(s) visible";
+  if (cuda.contains("names")) {
+    for (const auto& name : cuda["names"]) text << "; " << name.get<std::string>();
+  }
+  text << "\n";
   text << "cpu: " << cpu["model"].get<std::string>() << " (";
   bool first = true;
   for (const auto& feature : cpu["features"]) {

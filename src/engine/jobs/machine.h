@@ -14,4 +14,9 @@ nlohmann::json machine_description();
 /// The same, a few lines of text (for --version).
 std::string machine_text();
 
+/// Why `device` ("cpu", "cuda", "cuda:N") cannot be used here, or "" when it can: not a device name, no CUDA
+/// compiled into this libtorch, no CUDA device visible, or an index beyond the visible devices. Every --device
+/// option checks it before any work, so `--device cuda` on a machine without a GPU is a usage error.
+std::string device_problem(const std::string& device);
+
 }  // namespace vitprobe

@@ -5,7 +5,7 @@
 namespace vitprobe {
 
 std::string default_compute_dtype(const std::string& device) {
-  if (device == "cuda") return "bf16";
+  if (device.rfind("cuda", 0) == 0) return "bf16";
   return cpu_supports_bf16() ? "bf16" : "fp32";
 }
 
