@@ -22,6 +22,10 @@ void print_table(const nlohmann::json& r) {
   std::printf("  forward        %8.1f ms (median, min %.1f)  %7.1f images/s  %7.1f GFLOP/s\n",
               r["forward_ms_median"].get<double>(), r["forward_ms_min"].get<double>(), r["images_per_s"].get<double>(),
               r["gflops"].get<double>());
+  if (r.contains("graph_forward_ms_median")) {
+    std::printf("  CUDA graph     %8.1f ms (median)             %7.1f images/s\n", r["graph_forward_ms_median"].get<double>(),
+                r["images_per_s_cuda_graph"].get<double>());
+  }
   if (r.contains("attention_forward_ms_median")) {
     std::printf("  + all attention maps %8.1f ms (%.2fx the plain forward)\n", r["attention_forward_ms_median"].get<double>(),
                 r["attention_forward_ratio"].get<double>());
@@ -60,6 +64,7 @@ Subcommand register_bench(CLI::App& parent) {
       ->capture_default_str()
       ->check(number_in(1, 65536));
   app->add_flag("!--no-attention", bench.with_attention, "Skip timing the forward that returns all attention maps");
+  app->add_flag("!--no-cuda-graphs", bench.cuda_graphs, "On a GPU, skip timing the forward replayed from a CUDA graph");
   app->add_flag("--json", flags->json, "Print JSON");
   add_threads_option(*app, flags->threads);
   return {app, [flags]() {

@@ -80,6 +80,7 @@ void add_common_options(CLI::App& app, PretrainFlags& flags) {
   app.add_option("--precision", options.precision, "Block compute dtype; master weights and the loss stay fp32")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16"}));
+  add_device_option(app, options.device);
   app.add_option("--save-dtype", options.save_dtype, "Dtype of the saved encoder")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));

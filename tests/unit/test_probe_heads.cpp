@@ -1,5 +1,6 @@
 // Probe heads: the --heads language, features, pooling weights, head state and saved head folders.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>

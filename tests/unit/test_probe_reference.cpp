@@ -2,6 +2,7 @@
 // These tests run when VITPROBE_PROBE_REFERENCES names the folder that script wrote (ctest golden.probe.reference
 // does both); in a plain unit run they are skipped.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
 #include <cstdlib>

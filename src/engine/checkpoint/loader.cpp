@@ -386,9 +386,10 @@ LoadedModel load_model(const std::string& file, const LoadOptions& options) {
 
   LoadedModel loaded;
   try {
-    VitEncoder encoder(config, std::move(gathered), dtype,
-                       options.device == "cpu" ? parse_backend(options.backend) : EncoderBackend::Reference);
-    loaded.encoder = std::make_shared<const VitEncoder>(options.device == "cpu" ? encoder : encoder.to_device(options.device));
+    const at::Device device(options.device);
+    loaded.encoder = std::make_shared<const VitEncoder>(
+        config, weights_on(std::move(gathered), device), dtype,
+        device.is_cpu() ? parse_backend(options.backend) : EncoderBackend::Reference);
   } catch (const BadInput& error) {
     throw BadInput(file + ": " + error.what());
   }

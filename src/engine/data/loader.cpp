@@ -134,7 +134,9 @@ BatchLoader::Slot& BatchLoader::slot_for(int64_t batch) {
     auto fresh = std::make_unique<Slot>();
     try {
       fresh->images = at::empty({rows, 3, size, size},
-                                at::TensorOptions().dtype(options_.bfloat16 ? at::kBFloat16 : at::kFloat));
+                                at::TensorOptions()
+                                    .dtype(options_.bfloat16 ? at::kBFloat16 : at::kFloat)
+                                    .pinned_memory(options_.pin_memory));
     } catch (const std::exception&) {  // std::bad_alloc, or c10::Error from libtorch's allocator
       slots_.erase(batch);
       const double mib = static_cast<double>(rows) * 3 * size * size * (options_.bfloat16 ? 2 : 4) / (1 << 20);

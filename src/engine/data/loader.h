@@ -29,6 +29,7 @@ struct LoaderOptions {
   bool drop_last = false;        // keep only full global batches (batch_size x world_size items each)
   uint64_t seed = 0;             // epoch order and transform randomness
   bool bfloat16 = false;         // images as bf16 instead of float32
+  bool pin_memory = false;       // batches in page-locked memory (CUDA runs: non-blocking copies to the GPU)
   bool skip_bad = false;         // skip items that fail to load (counted) instead of failing the run
   int rank = 0, world_size = 1;  // sharding: rank r gets positions r, r + world_size, ... of the epoch order
 };

@@ -1,10 +1,17 @@
-// The only file that sees c10d and Gloo (compiled with USE_C10D_GLOO, see src/engine/CMakeLists.txt).
+// The only file that sees c10d: Gloo for CPU tensors, NCCL for CUDA tensors when libtorch has CUDA (libtorch's
+// CMake config defines USE_C10D_GLOO and USE_C10D_NCCL).
 #include "distributed/process_group.h"
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#if defined(VITPROBE_TORCH_CUDA) && defined(USE_C10D_NCCL)
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#define VITPROBE_NCCL 1
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -71,6 +78,15 @@ class GlooCommunicator final : public Communicator {
                                        : loopback         ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
                                                           : c10d::ProcessGroupGloo::createDefaultDevice());
       group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, rank_, world_size_, group_options);
+#ifdef VITPROBE_NCCL
+      // CUDA tensors travel through NCCL (GPU to GPU), on keys of their own in the same store.
+      if (at::Device(options.device).is_cuda()) {
+        auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
+        nccl_options->timeout = timeout_;
+        nccl_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(c10::make_intrusive<c10d::PrefixStore>("nccl/", store_),
+                                                             rank_, world_size_, nccl_options);
+      }
+#endif
       // Rank 0 hosts the store the others still read peer addresses from while they connect: nobody leaves
       // the rendezvous (e.g. a job that then needs no collective) before every rank has joined.
       auto joined = group_->barrier();
@@ -88,14 +104,24 @@ class GlooCommunicator final : public Communicator {
   uint64_t collectives() const override { return calls_; }
 
   void all_reduce_sum(std::vector<at::Tensor>& tensors) override {
-    // One flat buffer per dtype: Gloo's allreduce takes one tensor per device, not a list of parameters.
-    std::map<at::ScalarType, std::vector<size_t>> by_dtype;
-    for (size_t i = 0; i < tensors.size(); ++i) by_dtype[tensors[i].scalar_type()].push_back(i);
-    for (const auto& [dtype, members] : by_dtype) {
+    // One flat buffer per dtype and device: a collective takes one tensor per device, not a list of parameters.
+    // CUDA tensors stay on their GPU when NCCL is there; everything else goes through Gloo on the CPU.
+    std::map<std::pair<at::ScalarType, bool>, std::vector<size_t>> by_dtype;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      by_dtype[{tensors[i].scalar_type(), has_nccl() && tensors[i].is_cuda()}].push_back(i);
+    }
+    for (const auto& [key, members] : by_dtype) {
+      const bool on_gpu = key.second;
       std::vector<at::Tensor> flat_parts;
-      for (auto i : members) flat_parts.push_back(tensors[i].detach().to(at::kCPU).reshape({-1}));
+      for (auto i : members) {
+        flat_parts.push_back(on_gpu ? tensors[i].detach().reshape({-1}) : tensors[i].detach().to(at::kCPU).reshape({-1}));
+      }
       std::vector<at::Tensor> buffer = {flat_parts.size() == 1 ? flat_parts[0].clone() : at::cat(flat_parts)};
+#ifdef VITPROBE_NCCL
+      run("all-reduce", [&] { return on_gpu ? nccl_->allreduce(buffer) : group_->allreduce(buffer); });
+#else
       run("all-reduce", [&] { return group_->allreduce(buffer); });
+#endif
       bytes_ += static_cast<uint64_t>(buffer[0].nbytes());
       int64_t offset = 0;
       for (auto i : members) {
@@ -128,6 +154,12 @@ class GlooCommunicator final : public Communicator {
   std::chrono::milliseconds timeout_;
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
+#ifdef VITPROBE_NCCL
+  c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl_;  // null on CPU runs
+  bool has_nccl() const { return static_cast<bool>(nccl_); }
+#else
+  bool has_nccl() const { return false; }  // a libtorch without CUDA: every collective goes through Gloo
+#endif
   uint64_t bytes_ = 0, calls_ = 0;
 };
 
@@ -151,6 +183,27 @@ DistOptions resolve_dist_options(DistOptions options) {
                    ") needs --master ADDR:PORT or MASTER_ADDR and MASTER_PORT");
   }
   return options;
+}
+
+DistOptions rank_dist_options(const DistOptions& options, std::string& device) {
+  DistOptions resolved = resolve_dist_options(options);
+  if (device == "cuda" && resolved.world_size > 1) {
+    device = "cuda:" + std::to_string(env_int("LOCAL_RANK", resolved.rank));
+  }
+  resolved.device = device;
+#ifdef VITPROBE_NCCL
+  const at::Device chosen(device);
+  if (chosen.is_cuda()) {
+    const int count = static_cast<int>(c10::cuda::device_count());
+    const int index = chosen.has_index() ? chosen.index() : 0;
+    if (index >= count) {
+      throw BadInput("rank " + std::to_string(resolved.rank) + ": " + device + " but only " + std::to_string(count) +
+                     " CUDA device(s) visible (LOCAL_RANK picks the GPU of each rank)");
+    }
+    c10::cuda::set_device(static_cast<c10::DeviceIndex>(index));
+  }
+#endif
+  return resolved;
 }
 
 std::unique_ptr<Communicator> connect(const DistOptions& options) {

@@ -16,7 +16,13 @@ struct DistOptions {
   std::string master;        // "ADDR:PORT"
   double timeout_s = 1800;   // rendezvous and every collective (PyTorch's default); it also bounds how long a rank
                              // waits for slower peers; a dead peer fails at once (closed socket)
+  std::string device = "cpu";  // this rank's device: a CUDA device adds an NCCL group for CUDA tensors
 };
+
+/// resolve_dist_options, then this rank's device: in a distributed run "cuda" becomes "cuda:LOCAL_RANK" (set by
+/// `vitprobe launch` and torchrun; else the rank), so each rank of a node takes its own GPU. Updates `device`
+/// (the job's --device) to the same and selects it as the current CUDA device.
+DistOptions rank_dist_options(const DistOptions& options, std::string& device);
 
 /// Fills unset fields from the environment; a run with neither flags nor variables is one process (rank 0
 /// of 1). Throws BadInput for a rank outside [0, world size), a bad port or a missing master address.

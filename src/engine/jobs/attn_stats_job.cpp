@@ -193,13 +193,15 @@ std::string attention_stats_csv(const nlohmann::json& summary) {
   return csv.str();
 }
 
-nlohmann::json run_attn_stats_job(const AttnStatsOptions& options) {
+nlohmann::json run_attn_stats_job(const AttnStatsOptions& given) {
+  AttnStatsOptions options = given;  // each rank of a distributed run on its own GPU (LOCAL_RANK)
+  const DistOptions dist = rank_dist_options(options.dist, options.load.device);
   if (options.out_dir.empty()) throw BadInput("--out is required");
   if (options.models.empty()) throw BadInput("--model is required (one or more checkpoints)");
   if (options.batch_size < 0) throw BadInput("--batch-size " + std::to_string(options.batch_size) + ": must be >= 0");
   const auto labels = model_labels(options.models, options.labels);
   const auto dataset = open_analysis_dataset(options.data, options.class_names);
-  const auto communicator = connect(resolve_dist_options(options.dist));
+  const auto communicator = connect(dist);
 
   nlohmann::json summary;
   summary["command"] = "attn-stats";

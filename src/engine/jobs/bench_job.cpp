@@ -11,6 +11,7 @@
 #include "checkpoint/loader.h"
 #include "common/errors.h"
 #include "kernels/onednn_matmul.h"
+#include "model/graphed_forward.h"
 #include "model/random_weights.h"
 #include "model/vit_encoder.h"
 #include "jobs/machine.h"
@@ -66,11 +67,9 @@ nlohmann::json run_bench(const BenchOptions& options) {
     throw BadInput("--batch and --iterations must be > 0");
   }
   const auto dtype = parse_dtype(options.dtype);
-  if (options.device == "cuda" && !at::hasCUDA()) throw BadInput("--device cuda: no CUDA device available");
   const at::Device device(options.device);
-  VitEncoder encoder(*config, random_vit_weights(*config, 0), dtype,
-                     options.device == "cpu" ? parse_backend(options.backend) : EncoderBackend::Reference);
-  if (options.device != "cpu") encoder = encoder.to_device(options.device);
+  VitEncoder encoder(*config, weights_on(random_vit_weights(*config, 0), device), dtype,
+                     device.is_cpu() ? parse_backend(options.backend) : EncoderBackend::Reference);
   const auto images = at::randn({options.batch, 3, config->img_size, config->img_size}).to(device);
   auto synchronize = [&]() {
     if (device.is_cuda()) at::empty({1}, at::TensorOptions().device(device)).cpu();
@@ -99,6 +98,17 @@ nlohmann::json run_bench(const BenchOptions& options) {
   result["images_per_s"] = options.batch / forward;
   result["gflop_per_image"] = flops_per_image / 1e9;
   result["gflops"] = flops_per_image * options.batch / forward / 1e9;
+
+  // On a GPU the same forward replayed from a CUDA graph (what a small batch gains without launch overhead).
+  if (device.is_cuda() && options.cuda_graphs) {
+    GraphedForward graphed(encoder, plain, images.sizes());
+    const double replay = median(time_runs(options.warmup, options.iterations, [&]() {
+      graphed.run(images);
+      synchronize();
+    }));
+    result["graph_forward_ms_median"] = replay * 1e3;
+    result["images_per_s_cuda_graph"] = options.batch / replay;
+  }
 
   if (options.with_attention) {
     ForwardRequest with_maps;

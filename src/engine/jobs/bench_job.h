@@ -19,6 +19,7 @@ struct BenchOptions {
   int iterations = 10;
   int gemm_size = 2048;      // square matrix product for the ceiling
   bool with_attention = true;  // also time a forward that returns every block's attention maps
+  bool cuda_graphs = true;     // on a GPU, also time the forward replayed from a CUDA graph
 };
 
 /// Forward FLOPs of one image (multiply-adds counted as 2): patch embedding, qkv, attention, projection, MLP.

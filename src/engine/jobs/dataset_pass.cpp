@@ -30,6 +30,7 @@ void run_dataset_pass(const LoadedModel& model, const Dataset& dataset, const Pr
   loader_options.num_workers = options.num_workers;
   loader_options.rank = options.rank;
   loader_options.world_size = options.world_size;
+  loader_options.pin_memory = model.encoder->weights().patch_weight.is_cuda();
   BatchLoader loader(dataset, ImageTransform(transform), loader_options);
   ProgressOptions progress_options;
   progress_options.enabled = options.progress && options.rank == 0;

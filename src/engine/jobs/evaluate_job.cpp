@@ -85,6 +85,7 @@ nlohmann::json run_evaluate_job(const EvaluateJobOptions& options) {
   loader.batch_size = options.batch_size;
   loader.num_workers = options.workers;
   loader.bfloat16 = load.dtype == "bf16";
+  loader.pin_memory = at::Device(load.device).is_cuda();
   at::NoGradGuard no_grad;
   for (const auto& [group, members] : groups) {
     std::vector<HeadSpec> specs;

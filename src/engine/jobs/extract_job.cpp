@@ -7,9 +7,11 @@
 
 namespace vitprobe {
 
-nlohmann::json run_extract_job(const ExtractJobOptions& options) {
+nlohmann::json run_extract_job(const ExtractJobOptions& given) {
+  ExtractJobOptions options = given;  // each rank of a distributed run on its own GPU (LOCAL_RANK)
+  const DistOptions dist = rank_dist_options(options.features.dist, options.features.load.device);
   const auto specs = parse_head_list(options.heads);
-  const auto communicator = connect(resolve_dist_options(options.features.dist));
+  const auto communicator = connect(dist);
   const FeatureContext context = prepare_features(options.features);
   for (const auto& spec : specs) check_head_fits(spec, context.layout);
   const FeatureExtractor extractor(context.model.encoder, context.block, options.features.final_norm, required_features(specs));

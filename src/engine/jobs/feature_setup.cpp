@@ -84,6 +84,7 @@ LoaderOptions eval_loader(const FeatureOptions& options) {
   loader.batch_size = options.batch_size;
   loader.num_workers = options.workers;
   loader.bfloat16 = options.load.dtype == "bf16";
+  loader.pin_memory = at::Device(options.load.device).is_cuda();
   return loader;
 }
 

@@ -1,6 +1,7 @@
 #include "jobs/pretrain_job.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include <chrono>
 #include <cmath>
@@ -122,6 +123,14 @@ PretrainResult run_pretrain_job(const PretrainOptions& options) {
   }
   // The linear scaling rule of both papers: lr = blr * batch / 256.
   const double lr = base_lr * static_cast<double>(options.batch_size) / 256.0;
+  // On a GPU: every trained tensor and buffer moves there in place (the objective keeps its handles), before
+  // the optimizer makes its moments alike.
+  const at::Device device(options.device);
+  if (!device.is_cpu()) {
+    at::NoGradGuard no_grad;
+    for (auto& trainable : objective->trainable()) trainable.tensor.set_data(trainable.tensor.data().to(device));
+    for (auto& [name, buffer] : objective->buffers()) buffer.set_data(buffer.data().to(device));
+  }
   AdamWOptions adam;
   adam.beta2 = beta2;
   AdamW optimizer(objective->trainable(), adam);
@@ -200,7 +209,8 @@ PretrainResult run_pretrain_job(const PretrainOptions& options) {
         stopped = true;
         break;
       }
-      const auto views = source->next();
+      auto views = source->next();
+      for (auto& view : views) view = view.to(device, /*non_blocking=*/true);
       TrainingStep info;
       info.epoch = epoch;
       info.step = step;

@@ -38,6 +38,7 @@ struct PretrainOptions {
   int workers = 1;                                // data threads of the MAE loader (DINO crops use the compute threads)
   std::string precision = "fp32";                 // fp32 | bf16 (blocks in bf16 copies of fp32 master weights)
   std::string save_dtype = "fp32";                // dtype of the saved encoder: fp32 | bf16 | fp16
+  std::string device = "cpu";                     // cpu | cuda | cuda:N: where the model, views and steps run
   std::optional<std::array<float, 3>> mean, std;  // unset: measured on the training images
   std::string interpolation = "bicubic";
   bool progress = true;

@@ -211,7 +211,10 @@ SeedOutcome run_seed(const ProbeJobOptions& options, const FeatureContext& conte
 
 }  // namespace
 
-nlohmann::json run_probe_job(const ProbeJobOptions& options) {
+nlohmann::json run_probe_job(const ProbeJobOptions& given) {
+  // In a distributed run each rank takes its own GPU (LOCAL_RANK); the c10d group then uses NCCL for it.
+  ProbeJobOptions options = given;
+  const DistOptions dist = rank_dist_options(options.features.dist, options.features.load.device);
   if (options.out_dir.empty()) throw BadInput("--out is required");
   if (options.mode != "online" && options.mode != "cached") {
     throw BadInput("--features '" + options.mode + "': expected online or cached");
@@ -220,7 +223,7 @@ nlohmann::json run_probe_job(const ProbeJobOptions& options) {
   const auto specs = parse_head_list(options.heads);
   std::vector<double> lrs = options.base_lrs;
   if (lrs.empty()) lrs = options.blr > 0 ? std::vector<double>{options.blr} : default_learning_rate_grid();
-  const auto communicator = connect(resolve_dist_options(options.features.dist));
+  const auto communicator = connect(dist);
   const FeatureContext context = prepare_features(options.features);
   for (const auto& spec : specs) check_head_fits(spec, context.layout);
 

@@ -129,32 +129,46 @@ EncoderBackend parse_backend(const std::string& name) {
 
 std::string VitEncoder::backend_name() const { return fast_ ? "fast" : "reference"; }
 
+namespace {
+
+// Under autocast-style bf16 (CUDA), the tensors that feed matrix products: patch embedding and linear layers.
+bool is_product_weight(const std::string& key) {
+  for (const char* part : {"patch_embed.", ".attn.qkv.", ".attn.proj.", ".mlp.fc1.", ".mlp.fc2."}) {
+    if (key.find(part) != std::string::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 VitEncoder::VitEncoder(VitConfig config, VitWeights weights, at::ScalarType dtype, EncoderBackend backend)
     : config_(std::move(config)), weights_(std::move(weights)), dtype_(dtype) {
   check_weight_shapes(config_, weights_);
+  // bf16 on CUDA is split as PyTorch's autocast splits it: matrix products (and their weights) in bf16, the
+  // residual stream, LayerNorm, position embeddings and LayerScale in fp32. Elsewhere one dtype for everything.
+  mixed_ = dtype_ == at::kBFloat16 && weights_.patch_weight.is_cuda();
   // Convert once here, so a forward never casts weights.
-  visit_weights(weights_, [&](const std::string&, at::Tensor& tensor) {
-    if (tensor.defined()) tensor = tensor.to(dtype_).contiguous();
+  visit_weights(weights_, [&](const std::string& key, at::Tensor& tensor) {
+    if (tensor.defined()) tensor = tensor.to(mixed_ && !is_product_weight(key) ? at::kFloat : dtype_).contiguous();
   });
   // The patch embedding runs as one matrix product over unfolded patches (any dtype, no conv kernel needed).
   patch_matrix_ = weights_.patch_weight.reshape({config_.embed_dim, -1}).contiguous();
   if (backend == EncoderBackend::Fast && !onednn_available()) {
     throw BadInput("the fast backend needs oneDNN, which this build lacks (use --backend reference)");
   }
+  if (backend == EncoderBackend::Fast && !patch_matrix_.device().is_cpu()) {
+    throw BadInput("the fast backend runs on the CPU only (use --backend auto or reference with --device cuda)");
+  }
   if (backend != EncoderBackend::Reference && onednn_available() && patch_matrix_.device().is_cpu()) {
     fast_ = std::make_shared<const FastEncoderPath>(config_, weights_, dtype_);
   }
 }
 
-VitEncoder VitEncoder::to_device(const std::string& device) const {
-  VitEncoder moved = *this;
-  const at::Device target(device);
-  visit_weights(moved.weights_, [&](const std::string&, at::Tensor& tensor) {
-    if (tensor.defined()) tensor = tensor.to(target);
+VitWeights weights_on(VitWeights weights, const at::Device& device) {
+  visit_weights(weights, [&](const std::string&, at::Tensor& tensor) {
+    if (tensor.defined()) tensor = tensor.to(device);
   });
-  moved.patch_matrix_ = patch_matrix_.to(target);
-  if (!target.is_cpu()) moved.fast_.reset();  // the fast path is CPU-only
-  return moved;
+  return weights;
 }
 
 at::Tensor embed_patches(const at::Tensor& images, const at::Tensor& patch_matrix, const at::Tensor& patch_bias,
@@ -171,6 +185,16 @@ at::Tensor embed_patches(const at::Tensor& images, const at::Tensor& patch_matri
   return at::addmm(patch_bias, patches, patch_matrix.t()).view({batch, grid_h * grid_w, patch_matrix.size(0)});
 }
 
+namespace {
+
+// A linear layer whose input is cast to the weight's dtype first: a no-op when both share one dtype; under the
+// autocast-style split the fp32 LayerNorm output enters a bf16 product, as autocast casts it.
+at::Tensor product(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias) {
+  return at::linear(input.scalar_type() == weight.scalar_type() ? input : input.to(weight.scalar_type()), weight, bias);
+}
+
+}  // namespace
+
 at::Tensor run_block(const BlockWeights& block, const VitConfig& config, const at::Tensor& x, BlockCapture* capture) {
   const int64_t batch = x.size(0);
   const int64_t tokens = x.size(1);
@@ -179,25 +203,34 @@ at::Tensor run_block(const BlockWeights& block, const VitConfig& config, const a
   const int64_t head_dim = config.head_dim();
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
   auto y = at::layer_norm(x, {dim}, block.norm1_weight, block.norm1_bias, config.norm_eps);
-  auto qkv = at::linear(y, block.qkv_weight, block.qkv_bias)
+  auto qkv = product(y, block.qkv_weight, block.qkv_bias)
                  .view({batch, tokens, 3, heads, head_dim})
                  .permute({2, 0, 3, 1, 4});
-  auto q = qkv[0] * scale;
-  auto probabilities = at::softmax(at::matmul(q, qkv[1].transpose(-2, -1)), -1);
-  auto context = at::matmul(probabilities, qkv[2]).transpose(1, 2).reshape({batch, tokens, dim});
-  auto branch = at::linear(context, block.proj_weight, block.proj_bias);
+  at::Tensor context;
+  if (capture != nullptr && capture->want_attention) {
+    // Probabilities asked for: an fp32 softmax whatever the compute dtype, as the official statistics code
+    // computes them; the context uses the same probabilities, rounded to the compute dtype.
+    const auto logits = at::matmul(qkv[0] * scale, qkv[1].transpose(-2, -1));
+    const auto probabilities = at::softmax(logits, -1, at::kFloat);
+    context = at::matmul(probabilities.to(qkv[2].scalar_type()), qkv[2]);
+    capture->attention = probabilities;
+  } else {
+    // No probabilities: libtorch's fused attention (flash / memory-efficient kernels on CUDA), scale 1/sqrt(d).
+    context = at::scaled_dot_product_attention(qkv[0], qkv[1], qkv[2]);
+  }
+  context = context.transpose(1, 2).reshape({batch, tokens, dim});
+  auto branch = product(context, block.proj_weight, block.proj_bias);
   if (block.ls1_gamma.defined()) branch = branch * block.ls1_gamma;
   if (capture != nullptr) {
     if (capture->want_magnitudes) {
       capture->branch_norm = at::linalg_vector_norm(branch, 2, {-1}, false, at::kFloat);
       capture->residual_norm = at::linalg_vector_norm(x, 2, {-1}, false, at::kFloat);
     }
-    if (capture->want_attention) capture->attention = probabilities;
   }
   auto h = x + branch;
-  auto hidden = at::gelu(at::linear(at::layer_norm(h, {dim}, block.norm2_weight, block.norm2_bias, config.norm_eps),
-                                    block.fc1_weight, block.fc1_bias));
-  auto mlp = at::linear(hidden, block.fc2_weight, block.fc2_bias);
+  auto hidden = at::gelu(product(at::layer_norm(h, {dim}, block.norm2_weight, block.norm2_bias, config.norm_eps),
+                                 block.fc1_weight, block.fc1_bias));
+  auto mlp = product(hidden, block.fc2_weight, block.fc2_bias);
   if (block.ls2_gamma.defined()) mlp = mlp * block.ls2_gamma;
   return h + mlp;
 }
@@ -206,6 +239,7 @@ at::Tensor VitEncoder::embed(const at::Tensor& images) const {
   const int64_t batch = images.size(0);
   auto x = fast_ ? fast_->embed_patches(images)
                  : embed_patches(images, patch_matrix_, weights_.patch_bias, config_.patch_size);
+  if (mixed_) x = x.to(at::kFloat);  // the residual stream is fp32 under the autocast-style split
   const auto& pos = weights_.pos_embed;
   if (config_.class_token) {
     auto cls = weights_.cls_token.expand({batch, 1, config_.embed_dim});
@@ -248,7 +282,8 @@ ForwardResult VitEncoder::forward(const at::Tensor& images, const ForwardRequest
   }
 
   ForwardResult result;
-  auto x = embed(images.to(patch_matrix_.device(), dtype_));
+  // Pinned host batches (the loader pins them for CUDA runs) are copied without blocking the host.
+  auto x = embed(images.to(patch_matrix_.device(), /*non_blocking=*/true).to(dtype_));
   for (int index = 0; index <= last_needed; ++index) {
     BlockCapture capture;
     capture.want_attention = wanted(request.attention_blocks, index);

@@ -93,7 +93,9 @@ class FastEncoderPath;
 /// A ViT encoder whose weights are fixed at construction, held in the compute dtype.
 class VitEncoder {
  public:
-  /// Takes the weights (fp32, timm layout); checks every shape against `config` and converts once to `dtype`.
+  /// Takes the weights (fp32, timm layout, on the device the encoder runs on: see weights_on); checks every
+  /// shape against `config` and converts once to `dtype`. bf16 on CUDA follows PyTorch's autocast: matrix
+  /// products in bf16, the residual stream, LayerNorm, position embeddings and LayerScale in fp32.
   /// `Auto` picks the fast path when this build has it and the weights are on the CPU.
   VitEncoder(VitConfig config, VitWeights weights, at::ScalarType dtype, EncoderBackend backend = EncoderBackend::Auto);
 
@@ -108,8 +110,8 @@ class VitEncoder {
   /// skipped when the final tokens are not requested. Runs without autograd.
   ForwardResult forward(const at::Tensor& images, const ForwardRequest& request) const;
 
-  /// Moves all weights to a device ("cpu", "cuda"); returns a new encoder.
-  VitEncoder to_device(const std::string& device) const;
+  /// True under the autocast-style split (bf16 on CUDA): tokens and block outputs come back fp32.
+  bool mixed_precision() const { return mixed_; }
 
  private:
   at::Tensor embed(const at::Tensor& images) const;
@@ -119,7 +121,11 @@ class VitEncoder {
   at::Tensor patch_matrix_;  // patch_embed weight as (D, C*P*P), in the compute dtype
   std::shared_ptr<const FastEncoderPath> fast_;  // null: the reference path
   at::ScalarType dtype_;
+  bool mixed_ = false;  // autocast-style bf16 (CUDA)
 };
+
+/// `weights` with every tensor moved to `device` (before an encoder is built there).
+VitWeights weights_on(VitWeights weights, const at::Device& device);
 
 /// Checks that `weights` has every tensor `config` needs with the right shape; throws BadInput naming the
 /// timm key and the expected and found shapes.

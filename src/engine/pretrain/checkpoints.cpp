@@ -34,7 +34,7 @@ void save_encoder(const std::string& file, VitWeights weights, at::ScalarType dt
                   const std::map<std::string, std::string>& metadata) {
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   visit_weights(weights, [&](const std::string& key, at::Tensor& tensor) {
-    if (tensor.defined()) tensors.emplace_back(key, tensor.detach().to(dtype).contiguous());
+    if (tensor.defined()) tensors.emplace_back(key, tensor.detach().to(at::kCPU, dtype).contiguous());
   });
   write_safetensors(file, tensors, metadata);
 }
@@ -42,7 +42,7 @@ void save_encoder(const std::string& file, VitWeights weights, at::ScalarType dt
 void save_training_state(const std::string& file, PretrainObjective& objective, AdamW& optimizer,
                          const std::string& progress) {
   std::vector<std::pair<std::string, at::Tensor>> tensors;
-  for (auto& [name, tensor] : state_tensors(objective, optimizer)) tensors.emplace_back(name, tensor.detach());
+  for (auto& [name, tensor] : state_tensors(objective, optimizer)) tensors.emplace_back(name, tensor.detach().cpu());
   write_safetensors(file, tensors,
                     {{"vitprobe_training_state", progress}, {"adamw_steps", std::to_string(optimizer.step_count())}});
 }

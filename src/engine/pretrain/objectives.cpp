@@ -34,8 +34,12 @@ class MaeObjective final : public PretrainObjective {
 
   at::Tensor loss(const std::vector<at::Tensor>& views, const TrainingStep& step) override {
     const auto& images = views.at(0);
-    const auto masking = random_masking(images.size(0), config_.num_patches(), options_.mask_ratio,
-                                        derive_seed(seed_, kMaskStream, static_cast<uint64_t>(step.step)));
+    auto masking = random_masking(images.size(0), config_.num_patches(), options_.mask_ratio,
+                                  derive_seed(seed_, kMaskStream, static_cast<uint64_t>(step.step)));
+    // Drawn on the CPU (the same masks on every device), used where the images are.
+    for (auto* tensor : {&masking.visible_patches, &masking.restore_indices, &masking.mask}) {
+      *tensor = tensor->to(images.device());
+    }
     const auto encoded = encode_tokens(encoder_, config_, images, masking.visible_patches, dtype_);
     const auto prediction = decode_patches(decoder_, encoded, masking.restore_indices, dtype_);
     return mae_loss(patchify(images, config_.patch_size), prediction, masking.mask, options_.norm_pix_loss);

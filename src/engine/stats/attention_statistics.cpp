@@ -88,7 +88,8 @@ BlockStatistics compute_block_statistics(const at::Tensor& attention, const at::
                      std::to_string(batch) + ", " + std::to_string(n_tokens) + ")");
     }
   }
-  const auto a = attention.to(at::kCPU, at::kDouble);
+  // Reduced where the maps are (on the GPU in CUDA runs): only the (B, heads) results travel to the host.
+  const auto a = attention.to(at::kDouble);
   const int64_t first_patch = layout.first_patch(), n_patches = layout.num_patches;
   const int64_t first_register = layout.first_register(), n_registers = layout.num_registers;
 
@@ -98,7 +99,7 @@ BlockStatistics compute_block_statistics(const at::Tensor& attention, const at::
   const auto over_patches = to_patches / (patch_sum.unsqueeze(-1) + kEpsilon);
   const auto entropy = -(over_patches * (over_patches + kEpsilon).log()).sum(-1);  // (B, H, T)
   const auto self = a.diagonal(0, 2, 3);                                           // (B, H, T)
-  const auto ratio = branch_norms.to(at::kCPU, at::kDouble) / (residual_norms.to(at::kCPU, at::kDouble) + kEpsilon);
+  const auto ratio = branch_norms.to(a.device(), at::kDouble) / (residual_norms.to(a.device(), at::kDouble) + kEpsilon);
 
   BlockStatistics out;
   const auto patch_self = self.narrow(2, first_patch, n_patches);
@@ -122,6 +123,7 @@ BlockStatistics compute_block_statistics(const at::Tensor& attention, const at::
     out["reg_self_attention"] = self.narrow(2, first_register, n_registers).mean(-1);
     out["reg_magnitude"] = ratio.narrow(1, first_register, n_registers).mean(-1);
   }
+  for (auto& [name, value] : out) value = value.cpu();
   return out;
 }
 
