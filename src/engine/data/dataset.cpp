@@ -96,10 +96,9 @@ std::string dataset_folder(const std::string& spec_text) {
     const size_t second_colon = argument.find(':');
     return second_colon == std::string::npos ? kDefaultFashionMnistDir : argument.substr(second_colon + 1);
   }
-  if (format == "filelist") {  // a folder of photos, or a list file whose folder holds them
+  if (format == "filelist") {  // a folder of photos; a list file names photos anywhere, so no folder
     std::error_code error;
-    return std::filesystem::is_directory(argument, error) ? argument
-                                                           : std::filesystem::path(argument).parent_path().string();
+    return std::filesystem::is_directory(argument, error) ? argument : std::string();
   }
   return argument;
 }
