@@ -31,3 +31,11 @@ endforeach()
 
 # docs/commands/<command>.md: one page per subcommand, linked from README, with the command's --help verbatim.
 vitprobe_py_test(cli.docs cli cli/check_docs.py)
+
+# Outputs, locks and stored states (issue 18): all-or-nothing --out, stale temporaries, --out checks and lock,
+# verified resume states and feature caches, train/val class names, a folder given as an image.
+foreach(case write-fails no-leftovers stale-temporaries out-is-file out-inside-input out-locked resume-epochs
+             resume-checksum resume-nan resume-trainer-incomplete cache-checksum cache-nan val-class-names
+             folder-as-image)
+  vitprobe_py_test(cli.outputs.${case} cli cli/check_outputs.py ${case})
+endforeach()

@@ -2,6 +2,7 @@
 #include "data/dataset.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <numeric>
 
 #include "common/errors.h"
@@ -85,6 +86,38 @@ std::unique_ptr<Dataset> open_unlimited(const DatasetSpec& spec) {
 }  // namespace
 
 std::vector<std::string> dataset_format_names() { return kFormatNames; }
+
+std::string dataset_folder(const std::string& spec_text) {
+  const size_t colon = spec_text.find(':');
+  const std::string format = spec_text.substr(0, colon);
+  const std::string argument = colon == std::string::npos ? "" : spec_text.substr(colon + 1);
+  if (format == "fashion-mnist") return argument.empty() ? kDefaultFashionMnistDir : argument;
+  if (format == "fmnist-clutter") {
+    const size_t second_colon = argument.find(':');
+    return second_colon == std::string::npos ? kDefaultFashionMnistDir : argument.substr(second_colon + 1);
+  }
+  if (format == "filelist") {  // a folder of photos; a list file names photos anywhere, so no folder
+    std::error_code error;
+    return std::filesystem::is_directory(argument, error) ? argument : std::string();
+  }
+  return argument;
+}
+
+void check_same_classes(const Dataset& train, const Dataset& val, const std::string& what) {
+  const auto& train_names = train.class_names();
+  const auto& val_names = val.class_names();
+  for (size_t i = 0; i < val_names.size(); ++i) {
+    if (i < train_names.size() && train_names[i] == val_names[i]) continue;
+    const bool known = std::find(train_names.begin(), train_names.end(), val_names[i]) != train_names.end();
+    throw BadInput(what + ": the val split's class '" + val_names[i] + "' (label " + std::to_string(i) + ") " +
+                   (known ? "has another label in the train split" : "is not in the train split") +
+                   " (classes are matched by name)");
+  }
+  if (train_names.size() != val_names.size()) {
+    throw BadInput(what + ": the train split's class '" + train_names[val_names.size()] +
+                   "' is not in the val split (classes are matched by name)");
+  }
+}
 
 bool is_val_split(const std::string& split) {
   if (split == "train") return false;

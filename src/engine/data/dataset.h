@@ -56,6 +56,14 @@ class Dataset {
 /// spec and the errors of the format's reader (missing folders and files, size mismatches) otherwise.
 std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec);
 
+/// The folder `spec_text` reads (imagefolder:DIR -> DIR, fashion-mnist -> its default folder, ...), for the
+/// check that --out does not lie inside an input; empty for a spec without one.
+std::string dataset_folder(const std::string& spec_text);
+
+/// Throws BadInput unless `val` has the classes of `train` in the same order (compared by name, not count),
+/// naming the first class that differs; `what` names the data (the --data spec) in the message.
+void check_same_classes(const Dataset& train, const Dataset& val, const std::string& what);
+
 /// Dataset formats open_dataset knows, for --help texts.
 std::vector<std::string> dataset_format_names();
 

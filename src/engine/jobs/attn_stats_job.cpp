@@ -8,12 +8,14 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <limits>
+#include <optional>
 #include <sstream>
 
 #include "common/errors.h"
 #include "data/file_list_dataset.h"
 #include "image/preprocess_json.h"
 #include "io/atomic_file.h"
+#include "io/output_folder.h"
 #include "jobs/dataset_pass.h"
 #include "stats/attention_statistics.h"
 
@@ -200,8 +202,13 @@ nlohmann::json run_attn_stats_job(const AttnStatsOptions& given) {
   if (options.models.empty()) throw BadInput("--model is required (one or more checkpoints)");
   if (options.batch_size < 0) throw BadInput("--batch-size " + std::to_string(options.batch_size) + ": must be >= 0");
   const auto labels = model_labels(options.models, options.labels);
-  const auto dataset = open_analysis_dataset(options.data, options.class_names);
   const auto communicator = connect(dist);
+  // --out is checked and locked before any work, by the rank that writes it, and written all-or-nothing.
+  const std::vector<std::string> inputs = {dataset_folder(options.data.text)};
+  check_output_location(options.out_dir, inputs);
+  std::optional<OutputFolder> output;
+  if (communicator->is_main()) output.emplace(options.out_dir, inputs);
+  const auto dataset = open_analysis_dataset(options.data, options.class_names);
 
   nlohmann::json summary;
   summary["command"] = "attn-stats";
@@ -239,12 +246,12 @@ nlohmann::json run_attn_stats_job(const AttnStatsOptions& given) {
   if (communicator->distributed()) summary["world_size"] = communicator->world_size();
   if (!communicator->is_main()) return summary;  // rank 0 writes
 
-  ensure_directory(options.out_dir);
-  const std::filesystem::path out(options.out_dir);
+  const std::filesystem::path out(output->path());
   write_png(figure, (out / png).string());
   write_svg(figure, (out / svg).string());
   write_file_atomically((out / kStatsCsv).string(), [&](std::ostream& stream) { stream << csv; });
   write_file_atomically((out / kStatsJson).string(), [&](std::ostream& stream) { stream << summary.dump(1) << "\n"; });
+  output->commit();
   return summary;
 }
 

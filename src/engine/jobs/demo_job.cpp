@@ -10,6 +10,7 @@
 
 #include "common/errors.h"
 #include "io/atomic_file.h"
+#include "io/output_folder.h"
 #include "jobs/attn_stats_job.h"
 #include "jobs/probe_job.h"
 
@@ -149,8 +150,9 @@ nlohmann::json run_demo(const DemoOptions& requested) {
   }
   const auto supervised = fs::path(options.shared_dir) / "models" / "vit_tiny_patch16_224.in1k.safetensors";
   if (fs::exists(supervised)) models.push_back({"supervised ViT-Ti (ImageNet)", supervised.string(), false});
-  ensure_directory(options.out_dir);
-  const fs::path out(options.out_dir);
+  // Written in place (its feature cache is reused by the next demo); a failed run removes what it added.
+  OutputFolder output(options.out_dir, {dataset_folder(options.data)}, OutputFolder::Mode::InPlace);
+  const fs::path out(output.path());
 
   // 1. Attention statistics of every model on the same validation images.
   std::fprintf(stderr, "demo: attention statistics of %zu encoders on %lld %s val images\n", models.size(),
@@ -240,6 +242,7 @@ nlohmann::json run_demo(const DemoOptions& requested) {
                             {"attn_stats", stats.out_dir}, {"report", (out / "report.md").string()},
                             {"index", (out / "index.html").string()}};
   write_file_atomically((out / "demo.json").string(), [&](std::ostream& stream) { stream << summary.dump(2) << "\n"; });
+  output.commit();
   std::fputs(report.c_str(), stdout);
   return summary;
 }

@@ -12,6 +12,7 @@
 #include "common/progress.h"
 #include "data/file_list_dataset.h"
 #include "io/atomic_file.h"
+#include "io/output_folder.h"
 #include "io/npy.h"
 #include "jobs/dataset_pass.h"
 #include "probe/file_hash.h"
@@ -102,6 +103,8 @@ Figure scatter_figure(const at::Tensor& embedding, const std::vector<int64_t>& l
 
 nlohmann::json run_embed_job(const EmbedOptions& options) {
   if (options.out_dir.empty()) throw BadInput("--out is required");
+  // Checked and locked before any work; written all-or-nothing.
+  OutputFolder output(options.out_dir, {dataset_folder(options.data.text)});
   if (options.batch_size < 1) throw BadInput("--batch-size " + std::to_string(options.batch_size) + ": must be >= 1");
   const auto started = std::chrono::steady_clock::now();
   const LoadedModel model = load_model(options.model, options.load);
@@ -202,13 +205,13 @@ nlohmann::json run_embed_job(const EmbedOptions& options) {
                    {"svg", {{"file", svg}, {"width", size.width}, {"height", size.height}}}}},
       {"files", files}};
 
-  ensure_directory(options.out_dir);
-  const std::filesystem::path out(options.out_dir);
+  const std::filesystem::path out(output.path());
   write_png(figure, (out / png).string());
   write_svg(figure, (out / svg).string());
   if (options.save_features) write_npy((out / "features.npy").string(), feature_matrix);
   write_file_atomically((out / kEmbedCsv).string(), [&](std::ostream& stream) { stream << csv.str(); });
   write_file_atomically((out / kEmbedJson).string(), [&](std::ostream& stream) { stream << summary.dump(1) << "\n"; });
+  output.commit();
   return summary;
 }
 

@@ -8,11 +8,13 @@
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "common/errors.h"
 #include "common/progress.h"
 #include "data/loader.h"
 #include "io/atomic_file.h"
+#include "io/output_folder.h"
 #include "jobs/feature_setup.h"
 #include "probe/feature_source.h"
 #include "probe/file_hash.h"
@@ -25,6 +27,9 @@ namespace fs = std::filesystem;
 nlohmann::json run_evaluate_job(const EvaluateJobOptions& options) {
   if (options.model.empty()) throw BadInput("--model is required");
   if (options.data.empty()) throw BadInput("--data is required");
+  // --out (optional) is checked and locked before any work, and written all-or-nothing.
+  std::optional<OutputFolder> output;
+  if (!options.out.empty()) output.emplace(options.out, std::vector<std::string>{options.heads_dir, dataset_folder(options.data)});
   const auto folders = find_head_folders(options.heads_dir);
   std::vector<LoadedHead> heads;
   for (const auto& folder : folders) heads.push_back(load_head(folder, at::Device(options.load.device)));
@@ -69,6 +74,13 @@ nlohmann::json run_evaluate_job(const EvaluateJobOptions& options) {
     if (head.head->num_classes() != dataset->num_classes()) {
       throw BadInput(head.folder + ": the head has " + std::to_string(head.head->num_classes()) + " classes, " +
                      options.data + " has " + std::to_string(dataset->num_classes()));
+    }
+    const auto trained_names = head.config.value("class_names", std::vector<std::string>());
+    for (size_t c = 0; c < trained_names.size() && c < dataset->class_names().size(); ++c) {
+      if (trained_names[c] != dataset->class_names()[c]) {
+        throw BadInput(head.folder + ": class " + std::to_string(c) + " of the head is '" + trained_names[c] + "', " +
+                       options.data + " calls it '" + dataset->class_names()[c] + "' (classes are matched by name)");
+      }
     }
     if (encoder.value("model_sha256", "") != sha) {
       notes.push_back(head.folder + ": trained on a model with another SHA-256 than " + options.model);
@@ -121,10 +133,10 @@ nlohmann::json run_evaluate_job(const EvaluateJobOptions& options) {
   nlohmann::json summary = {{"model", options.model}, {"model_sha256", sha}, {"data", options.data},
                             {"split", options.split}, {"limit", options.limit}, {"items", dataset->size()},
                             {"heads", results}, {"notes", notes}, {"versions", versions_json()}};
-  if (!options.out.empty()) {
-    ensure_directory(options.out);
-    write_file_atomically((fs::path(options.out) / "evaluate.json").string(),
+  if (output) {
+    write_file_atomically((fs::path(output->path()) / "evaluate.json").string(),
                           [&](std::ostream& out) { out << summary.dump(2) << "\n"; });
+    output->commit();
   }
   return summary;
 }

@@ -92,6 +92,10 @@ std::string cache_root(const FeatureOptions& options) {
   return options.cache_dir.empty() ? default_cache_dir() : options.cache_dir;
 }
 
+std::vector<std::string> input_folders(const FeatureOptions& options) {
+  return {dataset_folder(options.data), cache_root(options)};
+}
+
 void build_cache(FeatureSplit& split, const FeatureOptions& options, const FeatureContext& context,
                  const FeatureExtractor& extractor, Communicator& communicator) {
   split.cache = FeatureCache::build(cache_root(options), cache_key(options, context, split.name, split.limit),

@@ -82,6 +82,9 @@ LoaderOptions sharded(LoaderOptions loader, const Communicator& communicator);
 /// --cache-dir, else default_cache_dir().
 std::string cache_root(const FeatureOptions& options);
 
+/// The folders a run with `options` reads (the dataset's and the feature cache), which --out must stay out of.
+std::vector<std::string> input_folders(const FeatureOptions& options);
+
 /// Seconds from `start` to now.
 double seconds_since(std::chrono::steady_clock::time_point start);
 

@@ -11,6 +11,7 @@
 #include "common/errors.h"
 #include "image/image.h"
 #include "io/atomic_file.h"
+#include "io/output_folder.h"
 #include "io/text_file.h"
 #include "io/npy.h"
 
@@ -98,6 +99,7 @@ std::vector<int> parse_block_list(const std::string& text, int depth) {
 
 nlohmann::json run_forward_job(const ForwardJobOptions& options) {
   if (options.out_dir.empty()) throw BadInput("--out is required");
+  OutputFolder output(options.out_dir, {});  // checked and locked before any work; written all-or-nothing
   const LoadedModel model = load_model(options.model, options.load);
   const auto& config = model.encoder->config();
   const auto class_names = read_class_names(options.class_names);
@@ -149,10 +151,10 @@ nlohmann::json run_forward_job(const ForwardJobOptions& options) {
   for (const auto& [name, tensor] : outputs) files.push_back(name);
   summary["files"] = files;
 
-  ensure_directory(options.out_dir);
-  const std::filesystem::path out(options.out_dir);
+  const std::filesystem::path out(output.path());
   for (const auto& [name, tensor] : outputs) write_npy((out / name).string(), tensor.to(at::kFloat).cpu().contiguous());
   write_file_atomically((out / "forward.json").string(), [&](std::ostream& stream) { stream << summary.dump(2) << "\n"; });
+  output.commit();
   return summary;
 }
 

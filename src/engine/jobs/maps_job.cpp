@@ -13,6 +13,7 @@
 #include "common/errors.h"
 #include "image/transforms.h"
 #include "io/atomic_file.h"
+#include "io/output_folder.h"
 #include "io/npy.h"
 #include "io/text_file.h"
 #include "jobs/dataset_pass.h"
@@ -77,6 +78,7 @@ at::Tensor patch_attention_maps(const at::Tensor& attention, bool class_token, i
 
 nlohmann::json run_maps_job(const MapsOptions& options) {
   if (options.out_dir.empty()) throw BadInput("--out is required");
+  OutputFolder output(options.out_dir, {});  // checked and locked before any work; written all-or-nothing
   if (options.inputs.empty()) throw BadInput("--input is required (one or more image files)");
   if (!(options.alpha >= 0 && options.alpha <= 1)) throw BadInput("--alpha " + std::to_string(options.alpha) + ": must be in [0, 1]");
   const ColorMap color_map = parse_color_map(options.color_map);
@@ -221,12 +223,12 @@ nlohmann::json run_maps_job(const MapsOptions& options) {
     summary["notes"] = notes;
   }
 
-  ensure_directory(options.out_dir);
-  const std::filesystem::path out(options.out_dir);
+  const std::filesystem::path out(output.path());
   for (size_t i = 0; i < grids.size(); ++i) write_image_grid_png(grids[i], (out / names[i]).string());
   write_npy((out / "cls_attention.npy").string(), at::cat(all_maps).contiguous());
   for (size_t h = 0; h < pooling.size(); ++h) write_npy((out / pooling_files[h]).string(), at::cat(pooling_maps[h]).contiguous());
   write_file_atomically((out / "maps.json").string(), [&](std::ostream& stream) { stream << summary.dump(1) << "\n"; });
+  output.commit();
   return summary;
 }
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -14,6 +15,7 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "io/atomic_file.h"
+#include "io/output_folder.h"
 #include "jobs/pretrain_views.h"
 #include "pretrain/checkpoints.h"
 #include "pretrain/training_progress.h"
@@ -48,9 +50,14 @@ PretrainResult run_pretrain_job(const PretrainOptions& options) {
   if (options.resume && !std::filesystem::exists(result.state)) {
     throw IoError(result.state + ": no training state to resume from");
   }
+  // --out and the state file are checked and locked before any work; temporaries of killed runs are removed.
+  std::vector<std::unique_ptr<OutputLock>> locks;
   for (const auto& file : {result.out, result.state}) {
+    check_output_file(file, {dataset_folder(options.data)});
     const auto folder = std::filesystem::path(file).parent_path();
     if (!folder.empty()) ensure_directory(folder.string());
+    remove_stale_temporaries(folder.empty() ? "." : folder.string(), false);
+    locks.push_back(std::make_unique<OutputLock>(file));
   }
 
   DatasetSpec spec;

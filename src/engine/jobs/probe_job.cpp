@@ -7,11 +7,13 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "common/errors.h"
 #include "common/progress.h"
 #include "image/preprocess_json.h"
+#include "io/output_folder.h"
 #include "jobs/feature_setup.h"
 #include "jobs/probe_knn.h"
 #include "jobs/probe_resume.h"
@@ -107,7 +109,7 @@ SeedOutcome run_seed(const ProbeJobOptions& options, const FeatureContext& conte
   int64_t first_epoch = 0;
   if (options.resume) {
     nlohmann::json saved_timing;
-    first_epoch = load_resume_state(resume_files, trainer, fingerprint, saved_timing);
+    first_epoch = load_resume_state(resume_files, trainer, fingerprint, options.epochs, saved_timing);
     if (first_epoch > 0) {
       timing.update(saved_timing);
       timing["extract_seconds"] = extract_seconds;
@@ -224,6 +226,15 @@ nlohmann::json run_probe_job(const ProbeJobOptions& given) {
   std::vector<double> lrs = options.base_lrs;
   if (lrs.empty()) lrs = options.blr > 0 ? std::vector<double>{options.blr} : default_learning_rate_grid();
   const auto communicator = connect(dist);
+  // --out is checked and locked before any work, by the rank that writes it. It is written in place: the resume
+  // state of an interrupted run must survive there; a run that fails removes what it added, but the resume state.
+  check_output_location(options.out_dir, input_folders(options.features));
+  std::optional<OutputFolder> output;
+  if (communicator->is_main()) {
+    output.emplace(options.out_dir, input_folders(options.features), OutputFolder::Mode::InPlace);
+    output->keep_on_failure("resume");
+    for (const auto seed : options.seeds) output->keep_on_failure("seed-" + std::to_string(seed) + "/resume");
+  }
   const FeatureContext context = prepare_features(options.features);
   for (const auto& spec : specs) check_head_fits(spec, context.layout);
 
@@ -231,10 +242,7 @@ nlohmann::json run_probe_job(const ProbeJobOptions& given) {
   FeatureSplit val{options.features.val_split, options.features.val_limit, nullptr, nullptr};
   train.dataset = open_split(options.features, train.name, train.limit);
   val.dataset = open_split(options.features, val.name, val.limit);
-  if (train.dataset->num_classes() != val.dataset->num_classes()) {
-    throw BadInput(options.features.data + ": the " + train.name + " split has " + std::to_string(train.dataset->num_classes()) +
-                   " classes, the " + val.name + " split " + std::to_string(val.dataset->num_classes()));
-  }
+  check_same_classes(*train.dataset, *val.dataset, options.features.data);
   const FeatureExtractor extractor(context.model.encoder, context.block, options.features.final_norm, required_features(specs));
 
   const int64_t effective_batch = options.features.batch_size * options.accum_iter * communicator->world_size();
@@ -273,12 +281,19 @@ nlohmann::json run_probe_job(const ProbeJobOptions& given) {
                                                : (fs::path(options.out_dir) / ("seed-" + std::to_string(seed))).string();
     auto outcome = run_seed(options, context, specs, seed, dir, train, val, extractor, config, knn_results,
                             extract_seconds, epochs_left_before_stop, *communicator);
-    if (outcome.stopped) return outcome.results;
+    if (outcome.stopped) {  // --stop-after-epochs: as if killed, what was written stays
+      if (output) output->commit();
+      return outcome.results;
+    }
     per_seed.push_back(std::move(outcome.results));
   }
-  if (per_seed.size() == 1) return per_seed.front();
+  if (per_seed.size() == 1) {
+    if (output) output->commit();
+    return per_seed.front();
+  }
   auto aggregated = aggregate_seeds(per_seed, config);
   if (communicator->is_main()) write_results(options.out_dir, aggregated);
+  if (output) output->commit();
   return aggregated;
 }
 

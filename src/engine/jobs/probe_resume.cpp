@@ -10,6 +10,7 @@
 #include "checkpoint/safetensors.h"
 #include "common/errors.h"
 #include "io/atomic_file.h"
+#include "probe/file_hash.h"
 
 namespace vitprobe {
 
@@ -22,7 +23,9 @@ void save_resume_state(const ResumeFiles& files, const ProbeTrainer& trainer, co
   auto tensors = trainer.checkpoint_tensors();
   write_safetensors((files.folder / tensors_name).string(), tensors, {});
   const nlohmann::json state = {{"fingerprint", fingerprint}, {"completed_epochs", completed_epochs},
-                                {"tensors", tensors_name}, {"trainer", trainer.checkpoint_metadata()}, {"timing", timing}};
+                                {"tensors", tensors_name},
+                                {"checksums", {{tensors_name, sha256_file((files.folder / tensors_name).string())}}},
+                                {"trainer", trainer.checkpoint_metadata()}, {"timing", timing}};
   write_file_atomically(files.json.string(), [&](std::ostream& out) { out << state.dump(1) << "\n"; });
   for (const auto& entry : fs::directory_iterator(files.folder)) {
     const auto name = entry.path().filename().string();
@@ -31,7 +34,7 @@ void save_resume_state(const ResumeFiles& files, const ProbeTrainer& trainer, co
 }
 
 int64_t load_resume_state(const ResumeFiles& files, ProbeTrainer& trainer, const nlohmann::json& fingerprint,
-                          nlohmann::json& timing) {
+                          int64_t epochs, nlohmann::json& timing) {
   std::ifstream in(files.json);
   if (!in) return 0;
   nlohmann::json state;
@@ -43,7 +46,8 @@ int64_t load_resume_state(const ResumeFiles& files, ProbeTrainer& trainer, const
   // Name a missing or mistyped field and the file, not nlohmann's "[json.exception.out_of_range.403]".
   const std::pair<const char*, nlohmann::json::value_t> fields[] = {
       {"fingerprint", nlohmann::json::value_t::object}, {"tensors", nlohmann::json::value_t::string},
-      {"trainer", nlohmann::json::value_t::object}, {"completed_epochs", nlohmann::json::value_t::number_integer}};
+      {"trainer", nlohmann::json::value_t::object}, {"completed_epochs", nlohmann::json::value_t::number_integer},
+      {"checksums", nlohmann::json::value_t::object}};
   if (!state.is_object()) throw BadInput(files.json.string() + ": not a probe resume state (not a JSON object)");
   for (const auto& [key, type] : fields) {
     if (!state.contains(key)) throw BadInput(files.json.string() + ": resume state has no '" + key + "'");
@@ -60,15 +64,45 @@ int64_t load_resume_state(const ResumeFiles& files, ProbeTrainer& trainer, const
     }
     throw BadInput(files.json.string() + ": --resume with other options than the interrupted run (" + differing + ")");
   }
-  const auto tensors_file = (files.folder / state.at("tensors").get<std::string>()).string();
+  const auto json_file = files.json.string();
+  const int64_t completed = state.at("completed_epochs").get<int64_t>();
+  if (completed < 0 || completed > epochs) {
+    throw BadInput(json_file + ": resume state claims " + std::to_string(completed) + " completed epochs, outside 0.." +
+                   std::to_string(epochs));
+  }
+  // The tensors file must be the one state.json was written with (a name in this folder, its SHA-256).
+  const auto tensors_name = state.at("tensors").get<std::string>();
+  if (tensors_name.empty() || fs::path(tensors_name).filename().string() != tensors_name) {
+    throw BadInput(json_file + ": resume state names tensors file '" + tensors_name + "' outside its folder");
+  }
+  const auto tensors_file = (files.folder / tensors_name).string();
+  const auto& checksums = state.at("checksums");
+  if (!checksums.contains(tensors_name) || !checksums.at(tensors_name).is_string()) {
+    throw BadInput(json_file + ": resume state has no checksum for " + tensors_name);
+  }
+  if (sha256_file(tensors_file) != checksums.at(tensors_name).get<std::string>()) {
+    throw BadInput(tensors_file + ": checksum differs from the one in state.json (changed or damaged since written)");
+  }
   const auto raw = read_safetensors(tensors_file);
   std::map<std::string, at::Tensor> tensors;
   for (const auto& entry : raw.entries) {
-    if (entry.tensor.defined()) tensors[join_path(entry.path)] = entry.tensor;
+    if (!entry.tensor.defined()) continue;
+    const auto name = join_path(entry.path);
+    if (entry.tensor.is_floating_point() && !at::isfinite(entry.tensor).all().item<bool>()) {
+      throw BadInput(tensors_file + ": tensor '" + name + "' holds non-finite values (NaN or inf)");
+    }
+    tensors[name] = entry.tensor;
   }
-  trainer.restore(tensors, state.at("trainer"), tensors_file);
+  try {
+    trainer.restore(tensors, state.at("trainer"), tensors_file);
+  } catch (const nlohmann::json::exception& e) {
+    // "[json.exception.out_of_range.403] key 'runs' not found" -> "key 'runs' not found"
+    const std::string what = e.what();
+    const auto text = what.find("] ") == std::string::npos ? what : what.substr(what.find("] ") + 2);
+    throw BadInput(json_file + ": resume state's 'trainer' object is incomplete (" + text + ")");
+  }
   timing = state.value("timing", nlohmann::json::object());
-  return state.at("completed_epochs");
+  return completed;
 }
 
 }  // namespace vitprobe

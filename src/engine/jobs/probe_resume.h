@@ -17,14 +17,16 @@ struct ResumeFiles {
       : folder(std::filesystem::path(dir) / "resume"), json(folder / "state.json") {}
 };
 
-/// Writes the trainer's state after `completed_epochs` epochs (the tensors, then state.json, each atomically)
-/// and removes older tensor files.
+/// Writes the trainer's state after `completed_epochs` epochs (the tensors, then state.json with the tensors
+/// file's SHA-256, each atomically) and removes older tensor files.
 void save_resume_state(const ResumeFiles& files, const ProbeTrainer& trainer, const nlohmann::json& fingerprint,
                        int64_t completed_epochs, const nlohmann::json& timing);
 
-/// Restores the trainer; returns the number of completed epochs (0 when there is no state). Throws BadInput
-/// naming the options that differ when the state was written with another `fingerprint`.
+/// Restores the trainer; returns the number of completed epochs (0 when there is no state). Nothing is
+/// trusted: throws BadInput naming the file when the state was written with another `fingerprint`, when the
+/// tensors file's SHA-256 differs from the one state.json records, when the completed epochs are outside
+/// 0..`epochs`, when a tensor holds NaN or inf, or when a key of the 'trainer' object is missing.
 int64_t load_resume_state(const ResumeFiles& files, ProbeTrainer& trainer, const nlohmann::json& fingerprint,
-                          nlohmann::json& timing);
+                          int64_t epochs, nlohmann::json& timing);
 
 }  // namespace vitprobe

@@ -14,6 +14,7 @@
 #include "common/errors.h"
 #include "common/progress.h"
 #include "io/atomic_file.h"
+#include "io/output_folder.h"
 #include "probe/file_hash.h"
 
 namespace vitprobe {
@@ -31,7 +32,7 @@ struct Mapping {
   }
 };
 
-constexpr int kCacheFormatVersion = 1;
+constexpr int kCacheFormatVersion = 2;  // 2: a SHA-256 per file in the manifest
 
 std::string file_name_of(const std::string& feature, int rank = 0, int world_size = 1) {
   std::string name = feature;
@@ -61,7 +62,7 @@ nlohmann::json read_manifest(const fs::path& folder) {
 class RowWriter {
  public:
   explicit RowWriter(fs::path file)
-      : file_(std::move(file)), temporary_(file_.string() + ".tmp-" + std::to_string(::getpid())) {
+      : file_(std::move(file)), temporary_(file_.string() + ".tmp." + std::to_string(::getpid())) {
     out_.open(temporary_, std::ios::binary | std::ios::trunc);
     if (!out_) throw IoError(temporary_.string() + ": cannot create");
   }
@@ -146,6 +147,14 @@ std::shared_ptr<Mapping> map_file(const std::string& file, size_t expected_bytes
   return mapping;
 }
 
+// The manifest's SHA-256 of `file` must match the file: a cache is never trusted on its size alone.
+void verify_checksum(const std::string& file, const nlohmann::json& expected) {
+  if (!expected.is_string()) throw BadInput(file + ": the cache manifest has no checksum for it (damaged cache: delete the folder)");
+  if (sha256_file(file) != expected.get<std::string>()) {
+    throw BadInput(file + ": checksum differs from the cache manifest's (changed or damaged: delete the folder)");
+  }
+}
+
 }  // namespace
 
 FeatureCache::~FeatureCache() = default;
@@ -173,6 +182,7 @@ std::unique_ptr<FeatureCache> FeatureCache::open(const std::string& root, const 
   cache->num_items_ = manifest["num_items"];
   cache->num_classes_ = manifest["num_classes"];
   const auto label_file = (folder / "labels.i64").string();
+  verify_checksum(label_file, manifest.value("labels_sha256", nlohmann::json()));
   auto label_mapping = map_file(label_file, static_cast<size_t>(cache->num_items_) * sizeof(int64_t));
   cache->labels_ = at::from_blob(label_mapping->address, {cache->num_items_}, at::kLong).clone();
   for (const auto& [name, entry] : stored.items()) {
@@ -190,9 +200,15 @@ std::unique_ptr<FeatureCache> FeatureCache::open(const std::string& root, const 
       std::vector<int64_t> shape = {rows};
       shape.insert(shape.end(), row_shape.begin(), row_shape.end());
       const auto file_name = shards == 1 ? entry["file"].get<std::string>() : entry["files"].at(shard).get<std::string>();
-      auto mapping = map_file((folder / file_name).string(), static_cast<size_t>(rows * row_count) * 2);
+      const auto file = (folder / file_name).string();
+      verify_checksum(file, entry.contains("sha256") && entry["sha256"].is_array() && entry["sha256"].size() == static_cast<size_t>(shards)
+                                ? entry["sha256"][static_cast<size_t>(shard)] : nlohmann::json());
+      auto mapping = map_file(file, static_cast<size_t>(rows * row_count) * 2);
       views.push_back(rows * row_count == 0 ? at::empty(shape, at::kBFloat16)
                                             : at::from_blob(mapping->address, shape, at::kBFloat16));
+      if (!at::isfinite(views.back()).all().item<bool>()) {
+        throw BadInput(file + ": cached features hold non-finite values (NaN or inf) (damaged cache: delete the folder)");
+      }
       cache->mappings_.push_back(std::move(mapping));
     }
   }
@@ -209,6 +225,7 @@ std::unique_ptr<FeatureCache> FeatureCache::build(const std::string& root, const
   const int rank = communicator.rank(), world_size = communicator.world_size();
   const fs::path folder = fs::path(root) / key.digest();
   ensure_directory(folder.string());
+  if (rank == 0) remove_stale_temporaries(root, true);  // of killed extractions
   auto manifest = read_manifest(folder);
   std::set<std::string> missing;
   for (const auto& name : names) {
@@ -264,6 +281,7 @@ std::unique_ptr<FeatureCache> FeatureCache::build(const std::string& root, const
     label_writer.write(all_labels);
     label_writer.commit();
     if (manifest.is_null()) manifest = {{"key", key.to_json()}, {"features", nlohmann::json::object()}};
+    manifest["labels_sha256"] = sha256_file((folder / "labels.i64").string());
     manifest["num_items"] = dataset.size();
     manifest["num_classes"] = dataset.num_classes();
     manifest["class_names"] = dataset.class_names();
@@ -274,6 +292,10 @@ std::unique_ptr<FeatureCache> FeatureCache::build(const std::string& root, const
       if (world_size > 1) {
         entry["files"] = nlohmann::json::array();
         for (int shard = 0; shard < world_size; ++shard) entry["files"].push_back(file_name_of(name, shard, world_size));
+      }
+      entry["sha256"] = nlohmann::json::array();  // every shard is in place (barrier above)
+      for (int shard = 0; shard < world_size; ++shard) {
+        entry["sha256"].push_back(sha256_file((folder / file_name_of(name, shard, world_size)).string()));
       }
       manifest["features"][name] = entry;
     }

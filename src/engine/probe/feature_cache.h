@@ -3,7 +3,8 @@
 // so that a probe can train for many epochs without touching the encoder, and later runs reuse the pass.
 //
 // Layout of one cache entry, ROOT/<key digest>/ (the digest is the SHA-256 of the key's JSON, see below):
-//   manifest.json     the key, num_items, num_classes, class names, and per feature its file and row shape
+//   manifest.json     the key, num_items, num_classes, class names, per feature its file(s), row shape and
+//                     the SHA-256 of each file ("sha256", one per shard), and "labels_sha256"
 //   labels.i64        int64 little-endian labels (num_items)
 //   <feature>.bf16    bfloat16 little-endian rows (num_items, row shape...), ':' in names written as '_'
 //   <feature>.R-of-W.bf16  instead, when W ranks extracted the feature together (issue 8): rank R's rows,
@@ -11,7 +12,9 @@
 //                     reads any entry: row i lives in shard i % W at position i / W.
 // Features are written under temporary names and renamed when complete; the manifest is rewritten last, so
 // a killed extraction leaves no entry that claims features it does not have. Features missing from an
-// entry are added by the next run that needs them.
+// entry are added by the next run that needs them. Opening an entry verifies every file's SHA-256 and that
+// the features are finite (issue 18): a changed or damaged cache is an error naming the file, never trusted.
+// Temporaries of killed extractions (*.tmp.<pid> of a dead pid) are removed when the next one starts.
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
@@ -58,7 +61,7 @@ class FeatureCache {
   FeatureCache& operator=(const FeatureCache&) = delete;
 
   /// Opens ROOT/<digest> when it exists and holds every feature in `names`; null otherwise. Throws BadInput
-  /// when the entry is damaged (a file shorter than the manifest says).
+  /// when the entry is damaged (a file whose size or SHA-256 differs from the manifest's, non-finite features).
   static std::unique_ptr<FeatureCache> open(const std::string& root, const FeatureCacheKey& key,
                                             const std::set<std::string>& names);
 
