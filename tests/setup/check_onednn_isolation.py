@@ -4,8 +4,9 @@ which vitprobe's fast CPU path calls.
 Checks, on the built binary:
 1. libtorch_cpu.so exports no oneDNN C API function (dnnl_*): its oneDNN is linked in with hidden symbols, so
    none of vitprobe's dnnl_* calls can bind to it;
-2. at run time every dnnl_* function vitprobe calls binds to Debian's libdnnl.so (LD_DEBUG=bindings), and the
-   version it reports is the one CMake found;
+2. at run time every dnnl_* function vitprobe calls binds to Debian's libdnnl.so (LD_DEBUG=bindings); the symbols
+   both libraries export are weak template copies only, and libdnnl comes first in the load order, so its own
+   copies serve it (libtorch_cpu's, first, left libdnnl's JIT GEMM uninitialised: every product failed);
 3. one OpenMP runtime: the process maps exactly one libgomp (libtorch's thread pool, oneDNN's and vitprobe's
    parallel loops share it, and with it one thread count).
 Usage: check_onednn_isolation.py VITPROBE_BIN
@@ -36,6 +37,26 @@ def main():
         failures.append(f"libtorch_cpu.so exports oneDNN C functions {c_api[:5]}... ({len(c_api)}): vitprobe's "
                         "calls could bind to PyTorch's oneDNN")
     print(f"oneDNN C functions exported by libtorch_cpu.so: {len(c_api)}")
+
+    # Symbols both libraries export: weak template instantiations (std::call_once helpers of oneDNN's GEMM
+    # set-up among them). Whichever library comes first serves both; vitprobe links libdnnl first (see
+    # src/engine/CMakeLists.txt). A strong (T) symbol in both would be a real clash.
+    def exports(path):
+        text = subprocess.run(["nm", "-D", "--defined-only", path], capture_output=True, text=True, check=True).stdout
+        return {parts[2]: parts[1] for parts in (line.split() for line in text.splitlines()) if len(parts) == 3}
+    theirs, ours_exports = exports(torch_cpu), exports(dnnl)
+    shared = sorted(set(theirs) & set(ours_exports))
+    strong = [name for name in shared if theirs[name] in "TDB" and ours_exports[name] in "TDB"]
+    print(f"symbols exported by both libtorch_cpu.so and libdnnl: {len(shared)} (strong in both: {len(strong)})")
+    if strong:
+        failures.append(f"strong symbols in both oneDNNs: {strong[:5]}")
+    needed = re.findall(r"NEEDED\)\s+Shared library: \[(\S+)\]",
+                        subprocess.run(["readelf", "-d", binary], capture_output=True, text=True, check=True).stdout)
+    order = [n for n in needed if n.startswith(("libdnnl", "libtorch_cpu"))]
+    print(f"load order: {order}")
+    if not order or not order[0].startswith("libdnnl"):
+        failures.append(f"libdnnl must come before libtorch_cpu in vitprobe's NEEDED list (found {order}): "
+                        "libtorch_cpu's weak copies of oneDNN 3.x's GEMM set-up would serve libdnnl 2.x")
 
     environment = dict(os.environ, LD_DEBUG="bindings")
     run = subprocess.run([binary, "--version"], capture_output=True, text=True, env=environment)
