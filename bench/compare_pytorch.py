@@ -7,7 +7,8 @@ LayerNorm in fp32), in up to three variants:
   eager     timm's attention through F.scaled_dot_product_attention (flash / memory-efficient kernels on CUDA)
   maps      every block's attention probabilities returned: timm's Attention with fused_attn=False and a forward
             hook on attn_drop keeping its output, as a user's probing script does
-  compile   torch.compile of the eager model (--compile); a failure to compile is reported, not fatal
+  compile   torch.compile of the eager model (--compile [DTYPES]), timed once after the rounds (compiling once
+            per batch and dtype takes tens of seconds); a failure to compile is reported, not fatal
 vitprobe side: `vitprobe bench --json` with the same architecture, batch, dtype and device; its forward and
 its forward returning all attention maps (`attention_forward_ms_median`) pair with eager and maps.
 Timing: CUDA events on --device cuda (after a synchronize), perf_counter on the CPU; each figure is the median
@@ -15,7 +16,7 @@ of --iterations forwards after --warmup; each round runs every configuration onc
 the table gives medians over rounds and the ratios vitprobe / PyTorch (above 1: vitprobe is faster).
 
     python bench/compare_pytorch.py --vitprobe build/vitprobe [--device cpu|cuda] [--arch vit_base_patch16]
-        [--batch 16[,256]] [--dtypes bf16,fp32] [--rounds 3] [--iterations 5] [--warmup 2] [--maps] [--compile]
+        [--batch 16[,256]] [--dtypes bf16,fp32] [--rounds 3] [--iterations 5] [--warmup 2] [--maps] [--compile [bf16]]
         [--json OUT.json]
 
 The JSON is rewritten after every round, so a run stopped by a time limit keeps what it measured. Without a
@@ -198,7 +199,8 @@ def main():
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--maps", action="store_true", help="also time the forwards returning all attention maps")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile (compiles once per shape)")
+    parser.add_argument("--compile", nargs="?", const="all", default="",
+                        help="also time torch.compile, for these dtypes (default: all), after the rounds")
     parser.add_argument("--json", help="write the figures here (after every round)")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -220,6 +222,12 @@ def main():
     samples = {config: {k: [] for k in ("eager", "maps", "compile", "vitprobe", "vitprobe_maps")} for config in configs}
     errors = []
     summary = {"arch": args.arch, "machine": info, "rounds": args.rounds, "rounds_done": 0, "rows": [], "errors": errors}
+
+    def save():
+        summary["rows"] = [dict(batch=b, dtype=d, **summarize(samples[(b, d)], b)) for b, d in configs]
+        summary["compile_errors"] = {f"{k[0][0]}x{k[1]}": v for k, v in model.compile_errors.items()}
+        if args.json:
+            Path(args.json).write_text(json.dumps(summary, indent=1))
     for round_index in range(args.rounds):
         for batch, dtype in configs:
             images = torch.randn(batch, 3, 224, 224, device=args.device)
@@ -227,10 +235,6 @@ def main():
             s["eager"].append(model.time_eager(images, dtype, args.warmup, args.iterations))
             if args.maps:
                 s["maps"].append(model.time_maps(images, dtype, args.warmup, args.iterations))
-            if args.compile:
-                seconds = model.time_compiled(images, dtype, args.warmup, args.iterations)
-                if seconds is not None:
-                    s["compile"].append(seconds)
             del images
             if have_vitprobe:
                 try:
@@ -245,10 +249,15 @@ def main():
             line = ", ".join(f"{k} {batch / v[-1]:.1f}" for k, v in s.items() if v)
             print(f"round {round_index + 1}/{args.rounds} batch {batch} {dtype}: {line} img/s", flush=True)
         summary["rounds_done"] = round_index + 1
-        summary["rows"] = [dict(batch=b, dtype=d, **summarize(samples[(b, d)], b)) for b, d in configs]
-        summary["compile_errors"] = {f"{k[0][0]}x{k[1]}": v for k, v in model.compile_errors.items()}
-        if args.json:
-            Path(args.json).write_text(json.dumps(summary, indent=1))
+        save()
+    compile_dtypes = dtypes if args.compile == "all" else [d for d in args.compile.split(",") if d]
+    for batch, dtype in configs:
+        if dtype in compile_dtypes:
+            images = torch.randn(batch, 3, 224, 224, device=args.device)
+            seconds = model.time_compiled(images, dtype, args.warmup, args.iterations)
+            if seconds is not None:
+                samples[(batch, dtype)]["compile"].append(seconds)
+            save()
     print_table(summary)
     return 1 if errors else 0
 
