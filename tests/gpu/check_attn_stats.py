@@ -1,8 +1,8 @@
 """gpu: `vitprobe attn-stats` on CUDA against CPU, ViT-Ti/16 on the 17 ImageNet photos.
 
 Every statistic of stats.json (per-block mean and std, per-head means where the statistic has them): fp32 on
-both devices within 1e-4 + 1e-3 |cpu|; CUDA's default dtype (bf16 where the GPU has it) against CPU fp32 within
-1e-2 + 3e-2 |cpu|. The statistics are reduced on the GPU; only these numbers come back.
+both devices within 1e-4 + 5e-3 |cpu| (as for the forward's tensors: cuDNN may run the patch embedding in
+TF32); CUDA's default dtype (bf16 where the GPU has it) against CPU fp32 within 1e-2 + 3e-2 |cpu|. The statistics are reduced on the GPU; only these numbers come back.
 """
 import json
 
@@ -40,7 +40,7 @@ def check(report):
     if None in results:
         return
     cpu = json.loads(results[0].stdout)
-    compare_statistics(report, "fp32", cpu, json.loads(results[1].stdout), 1e-4, 1e-3)
+    compare_statistics(report, "fp32", cpu, json.loads(results[1].stdout), 1e-4, 5e-3)
     default = run_on(report, "default dtype", "cuda", stats_args() + ["--out", work / "cuda-default"])
     if default is not None:
         compare_statistics(report, "cuda default dtype vs cpu fp32", cpu, json.loads(default.stdout), 1e-2, 3e-2)

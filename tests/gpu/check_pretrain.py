@@ -1,7 +1,8 @@
 """gpu: `vitprobe pretrain` on CUDA against CPU: MAE and DINO, a tiny ViT on 64 Fashion-MNIST images, one epoch
 of 2 steps (batch 32), seed 0, fp32.
 
-Same seed, same data order, same masks and crops: the epoch loss within 1e-3 + 1% of the CPU's, and the saved
+Same seed, hence the same initial weights, data order, masks and crops (vitprobe draws them from seeded CPU
+generators whatever the device): the epoch loss within 1e-3 + 1% of the CPU's, and the saved
 encoders' tensors within 1e-3 of each other (two AdamW steps of learning rate ~1e-4 move each weight by about
 2e-4: a tensor off by more than that took another step). The loss must be finite and positive.
 """

@@ -1,15 +1,20 @@
 """What the gpu-labelled tests share: their inputs, the CUDA check that makes them fail loudly without a GPU, a
 run of one command on both devices, and comparisons with stated tolerances.
 
-Every test runs a vitprobe command twice on the same input, `--device cpu` and `--device cuda`, and compares
-the outputs. The CPU run is the reference. Tolerances depend on the dtype: fp32 on both sides differs by
+Every test runs a vitprobe command twice on the same input, `--device cpu --backend reference` (libtorch's own
+CPU path) and `--device cuda`, and compares the outputs. The CPU run is the reference. Tolerances depend on the dtype: fp32 on both sides differs by
 summation order and by cuDNN's TF32 convolutions (the patch embedding), bf16 on CUDA against fp32 on CPU by
 bf16's 8-bit mantissa. Inputs make the answers non-trivial: the real ViT-Ti/16 on ImageNet photos (197 tokens,
 attention far from uniform) and the bundled MAE encoder on Fashion-MNIST.
 
+Rehearsal on a machine without a GPU: VITPROBE_GPU_TEST_REHEARSAL=1 replaces --device cuda by --device cpu, so the
+options, files and JSON keys a test reads are exercised before device time is spent; the test still fails, with
+one row saying that nothing ran on a GPU (scripts/gpu-check --dry checks that it is the only failed row).
+
 Inputs come from VITPROBE_GPU_DATA (.gpu-check/data, filled by scripts/gpu-prepare; the GPU machine has no
 ../shared), else from VITPROBE_SHARED and Debian's dataset-fashion-mnist on a developer's machine.
 """
+import os
 import re
 import sys
 from pathlib import Path
@@ -24,6 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
 MAE_MODEL = REPO / "models" / "fmnist_mae_vit_d192_p4.safetensors"
 PHOTO_PREPROCESS = ["--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--resize", "248", "--crop", "224"]
 NO_CUDA = "no CUDA device is visible"
+REHEARSAL = os.environ.get("VITPROBE_GPU_TEST_REHEARSAL") == "1"
+REHEARSAL_ROW = "REHEARSAL: --device cuda replaced by --device cpu, nothing ran on a GPU"
 
 
 def _first_existing(what, candidates):
@@ -70,6 +77,9 @@ def fashion_mnist():
 def require_cuda(report):
     """True when vitprobe sees a CUDA device; else one failed check saying why, so that the test fails loudly
     (gpu-labelled tests are excluded from CPU runs by label, never skipped silently)."""
+    if REHEARSAL:
+        report.fail("cuda", REHEARSAL_ROW)
+        return True
     result = run_vitprobe(["--version"])
     match = re.search(r"(\d+) CUDA device\(s\) visible", result.stdout)
     devices = int(match.group(1)) if match else 0
@@ -82,9 +92,19 @@ def require_cuda(report):
     return True
 
 
+def device_args(args, device):
+    """ARGS + --device; on the CPU also --backend reference: CUDA is compared with libtorch's reference path, not
+    with the oneDNN fast path (which has tests of its own against that reference). pretrain has no --backend."""
+    device = "cpu" if REHEARSAL else device
+    args = list(args) + ["--device", device]
+    if device == "cpu" and args[0] not in ("pretrain", "launch") and "--backend" not in args:
+        args += ["--backend", "reference"]
+    return args
+
+
 def run_on(report, subject, device, args, timeout=600):
     """Runs `vitprobe ARGS --device DEVICE`; the CompletedProcess, or None after recording the failure."""
-    result = run_vitprobe(list(args) + ["--device", device], timeout=timeout)
+    result = run_vitprobe(device_args(args, device), timeout=timeout)
     if result.returncode != 0:
         report.fail(f"{subject} ({device})", "vitprobe failed\n" + describe_run(result))
         return None
