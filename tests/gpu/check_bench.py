@@ -1,4 +1,4 @@
-"""gpu: `vitprobe bench --device cuda` against `--device cpu`: ViT-S/16, batch 16, fp32 on both, bf16 on CUDA.
+"""gpu: `vitprobe bench --device cuda` against `--device cpu`: ViT-Ti/16, batch 16, fp32 on both, bf16 on CUDA.
 
 The JSON names the device it ran on, the timings are finite and positive, the forward that returns all
 attention maps was timed too, and CUDA is faster than this machine's CPU (an H200 against 16 cores: by far;
@@ -9,7 +9,7 @@ import math
 
 from gpu_common import main, run_on
 
-ARGS = ["bench", "--arch", "vit_small_patch16", "--batch", "16", "--warmup", "1", "--iterations", "3", "--json"]
+ARGS = ["bench", "--arch", "vit_tiny_patch16", "--batch", "16", "--warmup", "1", "--iterations", "3", "--json"]
 
 
 def check(report):

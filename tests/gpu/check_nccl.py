@@ -25,7 +25,7 @@ def devices_visible():
 
 def run_json(report, subject, args):
     if REHEARSAL:
-        args = ["cpu" if a == "cuda" else a for a in args]
+        args = ["cpu" if a == "cuda" else a for a in args] + ["--backend", "reference"]
     result = run_vitprobe(args, timeout=600)
     if result.returncode != 0:
         report.fail(subject, "vitprobe failed\n" + describe_run(result))
