@@ -298,8 +298,10 @@ TEST(Unpickler, EveryTruncationAndByteFlipIsHandled) {
 }
 
 TEST_F(CheckpointFiles, RealTorchSave) {
-  ASSERT_EQ(std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1"), 0)
-      << "this test needs Debian's python3-torch (/usr/bin/python3 with torch) to write real torch.save files";
+  const std::string python = VITPROBE_PYTHON_BIN;
+  ASSERT_EQ(std::system((python + " -c 'import torch' >/dev/null 2>&1").c_str()), 0)
+      << "this test needs the Python environment with torch (" << python << ", scripts/setup) to write real "
+         "torch.save files";
   const std::string script = path("save.py");
   std::ofstream(script) << "import argparse, sys, torch\n"
                            "obj = {'model': {'a': torch.arange(6.).reshape(2, 3),\n"
@@ -309,7 +311,7 @@ TEST_F(CheckpointFiles, RealTorchSave) {
                            "       'misc': [1, (2.5, None), {'x'}, b'ab', True, 2**70, 'e', [], {}]}\n"
                            "torch.save(obj, sys.argv[1])\n"
                            "torch.save(obj, sys.argv[2], pickle_protocol=4)\n";
-  const std::string command = "/usr/bin/python3 " + script + " " + path("p2.pt") + " " + path("p4.pt");
+  const std::string command = python + " " + script + " " + path("p2.pt") + " " + path("p4.pt");
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
 
   for (const std::string name : {"p2.pt", "p4.pt"}) {

@@ -98,6 +98,18 @@ class GlooCommunicator final : public Communicator {
     }
   }
 
+  ~GlooCommunicator() override {
+#ifdef VITPROBE_NCCL
+    // As destroy_process_group: NCCL's communicators end before the process does (no exit-time warning).
+    if (nccl_) {
+      try {
+        nccl_->shutdown();
+      } catch (const std::exception&) {
+      }
+    }
+#endif
+  }
+
   int rank() const override { return rank_; }
   int world_size() const override { return world_size_; }
   uint64_t bytes_reduced() const override { return bytes_; }
@@ -187,6 +199,10 @@ DistOptions resolve_dist_options(DistOptions options) {
 
 DistOptions rank_dist_options(const DistOptions& options, std::string& device) {
   DistOptions resolved = resolve_dist_options(options);
+  if (resolved.world_size > 1 && device.rfind("cuda:", 0) == 0) {
+    throw BadInput("--device " + device + " in a distributed run would put every rank on one GPU: pass --device "
+                   "cuda, and each rank takes cuda:LOCAL_RANK");
+  }
   if (device == "cuda" && resolved.world_size > 1) {
     device = "cuda:" + std::to_string(env_int("LOCAL_RANK", resolved.rank));
   }

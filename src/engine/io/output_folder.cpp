@@ -58,7 +58,7 @@ bool starts_with_path(const std::string& path, const std::string& prefix) {
 }  // namespace
 
 bool is_temporary_name(const std::string& name, long& pid) {
-  for (const char* marker : {".tmp.", ".tmp-"}) {
+  for (const char* marker : {".tmp.", ".tmp-"}) {  // ".tmp-": feature-cache rows of earlier versions
     const auto at = name.rfind(marker);
     if (at == std::string::npos || at == 0) continue;
     const auto digits = name.substr(at + 5);
@@ -69,13 +69,14 @@ bool is_temporary_name(const std::string& name, long& pid) {
   return false;
 }
 
-int remove_stale_temporaries(const std::string& folder, bool recursive) {
+int remove_stale_temporaries(const std::string& folder, bool recursive, const std::string& only_for) {
   std::error_code error;
   if (!fs::is_directory(folder, error)) return 0;
   std::vector<fs::path> stale, subfolders;
   for (fs::directory_iterator it(folder, error), end; !error && it != end; it.increment(error)) {
     long pid = 0;
     const auto name = it->path().filename().string();
+    if (!only_for.empty() && name.rfind(only_for + ".tmp.", 0) != 0) continue;
     if (is_temporary_name(name, pid)) {
       if (pid != ::getpid() && process_is_gone(pid)) stale.push_back(it->path());
     } else if (recursive && it->is_directory(error) && !it->is_symlink(error)) {
@@ -163,7 +164,8 @@ OutputLock::~OutputLock() {
 OutputFolder::OutputFolder(const std::string& out, const std::vector<std::string>& input_folders, Mode mode)
     : final_((check_output_location(out, input_folders), out)), lock_(out) {
   const auto parent = fs::path(out).parent_path();
-  remove_stale_temporaries(parent.empty() ? "." : parent.string(), false);
+  // Beside --out (a folder the user shares with other files) only this output's own staging folders.
+  remove_stale_temporaries(parent.empty() ? "." : parent.string(), false, fs::path(out).filename().string());
   remove_stale_temporaries(out, true);
   std::error_code error;
   const bool has_content = fs::is_directory(out, error) && !fs::is_empty(out, error);

@@ -14,8 +14,9 @@ bool is_temporary_name(const std::string& name, long& pid);
 
 /// Removes the temporaries (files or folders, see is_temporary_name) in `folder` and, when `recursive`, in
 /// its sub-folders, whose process is gone (kill(pid, 0) fails with ESRCH); never those of a live process.
-/// Returns how many were removed; a missing folder is no error.
-int remove_stale_temporaries(const std::string& folder, bool recursive);
+/// Returns how many were removed; a missing folder is no error. With `only_for` set, only the temporaries of
+/// that one name (`<only_for>.tmp.<pid>`) are touched: what a folder shared with the user's other files needs.
+int remove_stale_temporaries(const std::string& folder, bool recursive, const std::string& only_for = "");
 
 /// Throws BadInput (one line naming both paths) when `out` is an existing non-folder, or equal to or inside
 /// one of `input_folders` (empty entries are skipped); `option` names the flag in the message ("--out").

@@ -56,7 +56,8 @@ PretrainResult run_pretrain_job(const PretrainOptions& options) {
     check_output_file(file, {dataset_folder(options.data)});
     const auto folder = std::filesystem::path(file).parent_path();
     if (!folder.empty()) ensure_directory(folder.string());
-    remove_stale_temporaries(folder.empty() ? "." : folder.string(), false);
+    remove_stale_temporaries(folder.empty() ? "." : folder.string(), false,
+                             std::filesystem::path(file).filename().string());
     locks.push_back(std::make_unique<OutputLock>(file));
   }
 

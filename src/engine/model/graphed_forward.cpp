@@ -32,8 +32,9 @@ GraphedForward::GraphedForward(const VitEncoder& encoder, const ForwardRequest& 
   // As torch.cuda.graphs does: warm up on a side stream (lazy initialisation, kernel selection), then capture
   // on it; the caller's stream waits for nothing captured.
   c10::cuda::CUDAGuard device_guard(device);
+  // The input was zeroed on the caller's stream: finished before the side stream reads it.
+  c10::cuda::getCurrentCUDAStream(device.index()).synchronize();
   auto stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
-  stream.synchronize();
   {
     c10::cuda::CUDAStreamGuard stream_guard(stream);
     for (int i = 0; i < 3; ++i) encoder.forward(state_->input, request);

@@ -24,7 +24,8 @@ FeatureMap FeatureExtractor::operator()(const at::Tensor& images) const {
   request.final_tokens = false;
   request.block_outputs = {block_};
   if (needs_attention(names_)) request.attention_blocks = {block_};
-  const auto device_images = images.to(encoder_->weights().patch_weight.device(), encoder_->dtype());
+  // Non-blocking from the loader's pinned batches in CUDA runs; the encoder casts to its dtype on the device.
+  const auto device_images = images.to(encoder_->weights().patch_weight.device(), /*non_blocking=*/true);
   const auto result = encoder_->forward(device_images, request);
   auto tokens = result.block_outputs.at(block_);
   if (final_norm_ && config.final_norm) {
