@@ -32,7 +32,9 @@ def encoder_from_checkpoint(root, case, container=None):
     path = root / case["checkpoint"]
     if case["format"] == "safetensors":
         return read_safetensors(path)
-    checkpoint = torch.load(path, map_location="cpu")
+    # weights_only=False: the file was written by this test run (it holds an argparse.Namespace, as the official
+    # MAE/DINO checkpoints do), and torch >= 2.6 would refuse that global by default.
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     unwrap = case["unwrap"]
     if unwrap.get("torchvision"):
         return state_dict_from_torchvision(checkpoint)
