@@ -11,7 +11,7 @@ namespace {
 struct ExtractFlags {
   ExtractJobOptions job;
   PreprocessFlags preprocess;
-  std::string final_norm = "on";
+  std::string final_norm = "off";
   int threads = 0;
   bool json = false;
 };

@@ -52,9 +52,10 @@ namespace {
 struct ProbeFlags {
   ProbeJobOptions job;
   PreprocessFlags preprocess;
-  std::string final_norm = "on";
+  std::string final_norm = "off";
   uint64_t seed = 0;
   CLI::Option* seed_option = nullptr;
+  CLI::Option* momentum_option = nullptr;
   int threads = 0;
   bool json = false;
 };
@@ -70,8 +71,22 @@ Subcommand register_probe(CLI::App& parent) {
   app->add_option("--heads", job.heads, "Heads, e.g. cls,mean,abmilp,ep:32 (see below)")->required();
   app->add_option("--lrs", job.base_lrs, "Base learning rates, each scaled by effective batch / 256")
       ->delimiter(',')
-      ->default_str("DINOv2's 13 values 1e-5 .. 0.1")
+      ->default_str("13 log-spaced values: lars 1e-3..10, sgd 1e-4..1, adamw 1e-5..0.1")
       ->check(positive());
+  app->add_option("--select-on", job.select_on, "What chooses each head's rate and epoch: train-holdout (a held-out "
+                                                "part of the training split; val accuracy reported at that choice) "
+                                                "or val (the reported split itself: optimistic)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"train-holdout", "val"}));
+  app->add_option("--holdout-fraction", job.holdout_fraction, "Fraction of the training split held out (stratified)")
+      ->capture_default_str()
+      ->check(number_in(0, 0.5, true));
+  app->add_option("--holdout-seed", job.holdout_seed, "Seed of the held-out items (the same for every --seeds entry)")
+      ->capture_default_str();
+  app->add_option("--head-init", job.head_init, "Classifier init: pytorch (nn.Linear, as beyond_cls / EP) or mae "
+                                                "(N(0, 0.01), bias 0, as MAE main_linprobe.py)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"pytorch", "mae"}));
   app->add_option("--blr", job.blr, "One base learning rate instead of the grid")->check(positive());
   app->add_option("--epochs", job.epochs, "Epochs")->capture_default_str()->check(number_in(1, 1e6));
   app->add_option("--warmup-epochs", job.warmup_epochs, "Linear warm-up epochs, then half-cosine")
@@ -84,10 +99,18 @@ Subcommand register_probe(CLI::App& parent) {
   app->add_option("--optimizer", job.optimizer.kind, "Optimizer")
       ->capture_default_str()
       ->check(CLI::IsMember({"lars", "sgd", "adamw"}));
-  app->add_option("--momentum", job.optimizer.momentum, "Momentum (lars, sgd)")->capture_default_str()->check(number_in(0, 1));
-  app->add_option("--weight-decay", job.optimizer.weight_decay, "Weight decay (not on biases / 1-d parameters)")
+  flags->momentum_option = app->add_option("--momentum", job.optimizer.momentum, "Momentum (lars; sgd: 0, the official "
+                                                                                "default, unless given)")
+                               ->capture_default_str()
+                               ->check(number_in(0, 1));
+  app->add_option("--weight-decay", job.optimizer.weight_decay, "Weight decay (lars, adamw: not on biases / 1-d "
+                                                                "parameters; sgd: on all, as the official code)")
       ->capture_default_str()
       ->check(non_negative());
+  app->add_option("--crop-sampler", job.features.crop_sampler, "Training crop (online features): mae (util/crop.py, "
+                                                                "one draw) or torchvision (ten tries)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"mae", "torchvision"}));
   app->add_option("--features", job.mode, "online: encoder every batch with the train transform; cached: one eval-"
                                           "transform pass per split stored as bf16 and reused")
       ->capture_default_str()
@@ -119,12 +142,16 @@ Subcommand register_probe(CLI::App& parent) {
       ->check(thread_count());
   app->footer("Heads: " + head_syntax_help() +
               ".\nEach head is aggregation -> BatchNorm1d(affine=False) -> Linear; every head is trained at every "
-              "learning rate from the same forward pass, and the best learning rate per head is reported.");
+              "learning rate from the same forward pass. Each head's rate and epoch are chosen on a held-out part of "
+              "the training split, and the validation accuracy at that choice is reported; a head whose chosen rate "
+              "is at either end of the grid is flagged.");
   return {app, [flags]() {
             apply_threads(flags->threads);
             auto& job = flags->job;
             job.features.preprocess = flags->preprocess.settings();
             job.features.final_norm = flags->final_norm == "on";
+            // beyond_cls main_linprobe.py:332 builds SGD without momentum.
+            if (job.optimizer.kind == "sgd" && !flags->momentum_option->count()) job.optimizer.momentum = 0.0;
             if (flags->seed_option->count()) job.seeds = {flags->seed};
             // A seed given twice would train the same run twice and report a std of 0 for it.
             for (size_t i = 0; i < job.seeds.size(); ++i) {

@@ -3,8 +3,10 @@
 A short probe run (bundled MAE encoder, Fashion-MNIST, heads cls, abmilp, ep:4) saves its heads; then
   - maps draws the pooling weights of abmilp (1 map) and ep:4 (4 maps) beside the [cls] attention (cls is
     skipped: it weights no patches); the saved maps have the right shapes and each sums to 1 over the 7x7
-    patches; the abmilp map equals an independent numpy AbMILP (softmax of the saved scorer over the final-
-    normed block-5 patch tokens that `vitprobe forward` writes) within 1e-5;
+    patches; the abmilp map equals an independent numpy AbMILP (softmax of the saved scorer over the block-5
+    patch tokens that `vitprobe forward` writes, without the final LayerNorm: the probe's default, as the official
+    beyond_cls code) within 1e-5, and a head trained with --final-norm on equals the same AbMILP over the
+    final-normed tokens;
   - embed --features abmilp embeds 192-dimensional AbMILP features and names the head it used.
 """
 import gzip
@@ -87,7 +89,17 @@ def main():
     report.check("maps", "the grid has more tiles with --heads-dir", with_heads[0] * with_heads[1] > without[0] * without[1],
                  f"{with_heads} vs {without}")
 
-    # Independent AbMILP map: softmax(patch tokens @ w + b) over the final-normed block-5 patch tokens.
+    # Independent AbMILP map: softmax(patch tokens @ w + b) over the block-5 patch tokens as the head saw them:
+    # raw by default (beyond_cls models_vit.py never applies the final norm to probed tokens), normed with
+    # --final-norm on.
+    normed_dir = work / "probe-normed"
+    run(report, "probe --final-norm on", ["probe", "--model", MAE, "--data", "fashion-mnist", "--limit", "300",
+                                          "--val-limit", "100", "--heads", "abmilp", "--features", "cached", "--epochs", "2",
+                                          "--warmup-epochs", "1", "--lrs", "3", "--batch", "50", "--final-norm", "on",
+                                          "--cache-dir", work / "cache", "--quiet", "--out", normed_dir])
+    normed_maps = work / "maps-normed"
+    run(report, "maps (normed head)", ["maps", "--model", MAE, "--input", *inputs, "--heads-dir", normed_dir,
+                                       "--out", normed_maps])
     forward_dir = work / "forward"
     run(report, "forward", ["forward", "--model", MAE, "--input", *inputs, "--blocks", "5", "--out", forward_dir])
     comparable = report.check("abmilp", "head drawn and forward's block-5 tokens written",
@@ -98,16 +110,30 @@ def main():
         mean = tokens.mean(-1, keepdims=True)
         var = tokens.var(-1, keepdims=True)
         normed = (tokens - mean) / np.sqrt(var + 1e-6) * encoder["norm.weight"] + encoder["norm.bias"]
-        head = read_safetensors(probe_dir / "heads" / "abmilp" / "head.safetensors")
-        scores = normed[:, 1:] @ head["pool.scorer.0.weight"].T + head["pool.scorer.0.bias"]  # (3, 49, 1)
-        weights = np.exp(scores - scores.max(1, keepdims=True))
-        weights = (weights / weights.sum(1, keepdims=True))[..., 0]
+
+        def abmilp_map(folder, seen):
+            head = read_safetensors(folder / "heads" / "abmilp" / "head.safetensors")
+            scores = seen[:, 1:] @ head["pool.scorer.0.weight"].T + head["pool.scorer.0.bias"]  # (3, 49, 1)
+            weights = np.exp(scores - scores.max(1, keepdims=True))
+            return (weights / weights.sum(1, keepdims=True))[..., 0]
+
+        config = json.loads((probe_dir / "heads" / "abmilp" / "config.json").read_text())
+        report.check("abmilp", "default head config: final norm off", config["encoder"]["final_norm"] is False,
+                     config["encoder"]["final_norm"])
+        weights = abmilp_map(probe_dir, tokens)
         drawn = np.load(maps_dir / heads["abmilp"]["file"]).reshape(3, -1)
         difference = float(np.abs(drawn - weights).max())
-        report.check("abmilp", "map equals numpy AbMILP on forward's tokens", difference <= TOLERANCE, f"{difference:.2g}",
-                     TOLERANCE)
+        report.check("abmilp", "map equals numpy AbMILP on forward's raw tokens", difference <= TOLERANCE,
+                     f"{difference:.2g}", TOLERANCE)
         report.check("abmilp", "map is not uniform (the head learned something)", float(weights.std()) > 1e-4,
                      f"{float(weights.std()):.3g}")
+        normed_summary = maps_dir.parent / "maps-normed" / "maps.json"
+        if normed_summary.exists():
+            entry = next(e for e in json.loads(normed_summary.read_text())["pooling_heads"] if e["head"] == "abmilp")
+            drawn = np.load(normed_maps / entry["file"]).reshape(3, -1)
+            difference = float(np.abs(drawn - abmilp_map(normed_dir, normed)).max())
+            report.check("abmilp --final-norm on", "map equals numpy AbMILP on final-normed tokens",
+                         difference <= TOLERANCE, f"{difference:.2g}", TOLERANCE)
 
     embed_dir = work / "embed"
     result = run(report, "embed", ["embed", "--model", MAE, "--data", "fashion-mnist", "--split", "val", "--limit", "60",

@@ -6,7 +6,7 @@
 //                   --mean --std] --out DIR
 //       DIR/images.npy (N,3,S,S) float32, labels.npy, indices.npy (N) int64, and for the train preset
 //       choices.npy (N,5) int64: top, left, height, width, flipped — the random choices of each item.
-//   data_tool boxes --width W --height H --count N [--seed S] --out FILE.npy
+//   data_tool boxes --width W --height H --count N [--seed S] [--sampler torchvision|mae] --out FILE.npy
 //       N RandomResizedCrop boxes (top, left, height, width) drawn one after another from one generator.
 #include <ATen/ATen.h>
 #include <CLI/CLI.hpp>
@@ -96,23 +96,26 @@ int main(int argc, char** argv) {
   int width = 0, height = 0;
   int64_t count = 0;
   uint64_t seed = 0;
-  std::string boxes_out;
+  std::string boxes_out, sampler = "torchvision";
   auto* boxes_app = app.add_subcommand("boxes", "Draw RandomResizedCrop boxes");
   boxes_app->add_option("--width", width)->required();
   boxes_app->add_option("--height", height)->required();
   boxes_app->add_option("--count", count)->required();
   boxes_app->add_option("--seed", seed);
   boxes_app->add_option("--out", boxes_out)->required();
+  boxes_app->add_option("--sampler", sampler, "torchvision (ten tries) or mae (util/crop.py, one draw)");
   CLI11_PARSE(app, argc, argv);
   try {
     if (load_app->parsed()) {
       run_load(load);
     } else {
       Rng rng(seed);
+      const CropSampler kind = parse_crop_sampler(sampler);
       at::Tensor boxes = at::zeros({count, 4}, at::kLong);
       int64_t* out = boxes.data_ptr<int64_t>();
       for (int64_t i = 0; i < count; ++i) {
-        const CropBox box = sample_resized_crop_box(width, height, ResizedCropRanges{}, rng);
+        const CropBox box = kind == CropSampler::Mae ? sample_one_draw_crop_box(width, height, ResizedCropRanges{}, rng)
+                                                     : sample_resized_crop_box(width, height, ResizedCropRanges{}, rng);
         out[4 * i] = box.top;
         out[4 * i + 1] = box.left;
         out[4 * i + 2] = box.height;

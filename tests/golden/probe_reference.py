@@ -339,30 +339,33 @@ def scheduled_lr(epoch, lr, warmup, epochs, min_lr=0.0):
 
 
 OPTIMIZER_CASES = {
-    # name: (optimizer, head spec, base lr, weight decay)
-    "lars": ("lars", "abmilp", 0.1, 0.0),
-    "lars_wd": ("lars", "cls", 0.1, 0.05),
-    "sgd": ("sgd", "abmilp", 0.1, 0.01),
+    # name: (optimizer, head spec, base lr, weight decay, momentum)
+    "lars": ("lars", "abmilp", 0.1, 0.0, 0.9),
+    "lars_wd": ("lars", "cls", 0.1, 0.05, 0.9),
+    # beyond_cls main_linprobe.py:332: SGD(model.head.parameters(), lr, weight_decay) - no momentum, every
+    # parameter (biases included) decays.
+    "sgd": ("sgd", "abmilp", 0.1, 0.01, 0.0),
+    "sgd_momentum": ("sgd", "cls", 0.1, 0.01, 0.9),
     # AdamW normalises every gradient, so parameters whose exact gradient is 0 (a bias added to all of a
     # softmax's inputs, as abmilp's last scorer bias) would follow float noise: EP has none.
-    "adamw": ("adamw", "ep:4", 1e-3, 0.05),
+    "adamw": ("adamw", "ep:4", 1e-3, 0.05, 0.9),
 }
 STEPS, STEPS_PER_EPOCH, WARMUP_EPOCHS, EPOCHS = 10, 4, 1, 4
 
 
-def make_optimizer(kind, params, weight_decay):
+def make_optimizer(kind, params, weight_decay, momentum):
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
     if kind == "lars":
-        return Lars(params, weight_decay=weight_decay)
-    groups = [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
+        return Lars(params, weight_decay=weight_decay, momentum=momentum)
     if kind == "sgd":
-        return torch.optim.SGD(groups, lr=0.0, momentum=0.9)
+        return torch.optim.SGD(params, lr=0.0, momentum=momentum, weight_decay=weight_decay)
+    groups = [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
     return torch.optim.AdamW(groups, lr=0.0, betas=(0.9, 0.999), eps=1e-8)
 
 
 def write_optimizer_case(outdir, case, seed):
-    kind, spec, base_lr, weight_decay = OPTIMIZER_CASES[case]
+    kind, spec, base_lr, weight_decay, momentum = OPTIMIZER_CASES[case]
     generator = torch.Generator().manual_seed(seed)
     folder = outdir / case
     folder.mkdir(parents=True, exist_ok=True)
@@ -376,7 +379,7 @@ def write_optimizer_case(outdir, case, seed):
     save(folder, "init.bn.running_mean", head.bn.running_mean)
     save(folder, "init.bn.running_var", head.bn.running_var)
     params = list(head.named_state().values())
-    optimizer = make_optimizer(kind, params, weight_decay)
+    optimizer = make_optimizer(kind, params, weight_decay, momentum)
     peak_lr = base_lr * BATCH / 256
     lrs = []
     for step in range(STEPS):
@@ -395,9 +398,57 @@ def write_optimizer_case(outdir, case, seed):
         for name, value in head.named_state().items():
             save(folder, f"step{step}.{name}", value)
     return {"spec": spec, "layout": layout(prefix), "num_classes": NUM_CLASSES, "optimizer": kind,
-            "base_lr": base_lr, "weight_decay": weight_decay, "batch": BATCH, "steps": STEPS,
+            "base_lr": base_lr, "weight_decay": weight_decay, "momentum": momentum, "batch": BATCH, "steps": STEPS,
             "steps_per_epoch": STEPS_PER_EPOCH, "warmup_epochs": WARMUP_EPOCHS, "epochs": EPOCHS, "lrs": lrs,
             "parameters": sorted(head.named_state())}
+
+
+# ---- the classifier's initialisation: nn.Linear's own reset_parameters (beyond_cls and efficient-probing
+# leave the head's Linear as PyTorch makes it) and MAE main_linprobe.py's trunc_normal_(std=0.01), bias 0,
+# drawn from a generator seeded as vitprobe seeds it (probe/heads.cpp: derive_seed(seed, kLinearSeedStream)).
+# nn.Linear's draws are compared value for value; torch's trunc_normal_ (inverse-CDF) and vitprobe's normal_
+# differ in their draws, so the MAE case compares the distribution (std and mean of 16,000 values).
+
+MASK64 = (1 << 64) - 1
+
+
+def mix_bits(value):
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & MASK64
+    return value ^ (value >> 31)
+
+
+def derive_seed(seed, stream, item=0):
+    """data/random.h derive_seed."""
+    return mix_bits((mix_bits(mix_bits((seed + 0x9E3779B97F4A7C15) & MASK64) ^ stream) +
+                     item * 0x9E3779B97F4A7C15) & MASK64)
+
+
+LINEAR_SEED_STREAM = 12
+INIT_CASES = [
+    # (case, init, --heads spec, classes, head seed)
+    ("init_pytorch_cls", "pytorch", "cls", 10, 7), ("init_pytorch_cls_mean", "pytorch", "cls+mean", 1000, 8),
+    ("init_mae_cls", "mae", "cls", 1000, 9),
+]
+
+
+def write_init_case(outdir, case, init, spec, classes, seed):
+    folder = outdir / case
+    folder.mkdir(parents=True, exist_ok=True)
+    feature_dim = 2 * DIM if spec == "cls+mean" else DIM
+    generator = torch.Generator().manual_seed(derive_seed(seed, LINEAR_SEED_STREAM))
+    linear = nn.Linear(feature_dim, classes)
+    with torch.no_grad():
+        if init == "pytorch":  # nn.Linear.reset_parameters with our generator, step for step
+            nn.init.kaiming_uniform_(linear.weight, a=math.sqrt(5), generator=generator)
+            bound = 1 / math.sqrt(feature_dim)
+            nn.init.uniform_(linear.bias, -bound, bound, generator=generator)
+        else:  # MAE: trunc_normal_(head.weight, std=0.01) (a at +-2 = 200 sd: never reached), zero bias
+            nn.init.trunc_normal_(linear.weight, std=0.01, a=-2.0, b=2.0, generator=generator)
+            nn.init.zeros_(linear.bias)
+    save(folder, "linear.weight", linear.weight)
+    save(folder, "linear.bias", linear.bias)
+    return {"init": init, "spec": spec, "layout": layout(1), "num_classes": classes, "seed": seed}
 
 
 def main(argv):
@@ -407,11 +458,13 @@ def main(argv):
     binary, outdir = Path(argv[1]), Path(argv[2])
     outdir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
-    index = {"heads": {}, "optimizers": {}}
+    index = {"heads": {}, "optimizers": {}, "inits": {}}
     for seed, (case, spec, prefix) in enumerate(HEAD_CASES):
         index["heads"][case] = write_head_case(outdir, case, spec, prefix, 100 + seed)
     for seed, case in enumerate(OPTIMIZER_CASES):
         index["optimizers"][case] = write_optimizer_case(outdir, case, 200 + seed)
+    for case, init, spec, classes, seed in INIT_CASES:
+        index["inits"][case] = write_init_case(outdir, case, init, spec, classes, seed)
     (outdir / "cases.json").write_text(json.dumps(index, indent=2))
     env = dict(os.environ, VITPROBE_PROBE_REFERENCES=str(outdir))
     result = subprocess.run([str(binary), "--gtest_filter=ProbeReference.*"], env=env)

@@ -9,7 +9,9 @@
 2. train preset: the loader's RandomResizedCrop + flip output for each photo is compared with
    torchvision's F.resized_crop + F.hflip applied with the same box and flip (recorded by data_tool).
 3. RandomResizedCrop box distribution: 10,000 boxes from vitprobe's sampler against 10,000 from
-   torchvision's RandomResizedCrop.get_params, for several image shapes (see BOX_LIMITS for tolerances).
+   torchvision's RandomResizedCrop.get_params, for several image shapes (see BOX_LIMITS for tolerances); the
+   same for the one-draw sampler against MAE's util/crop.py get_params (restated in mae_crop_params), the
+   default training crop of `vitprobe probe --features online`.
 
 Usage: $VENV/bin/python transform_parity.py DATA_TOOL   (VITPROBE_SHARED and VITPROBE_WORK from CTest)
 """
@@ -146,16 +148,34 @@ def box_features(boxes, width, height):
             "centre_x": (left + box_w / 2) / width, "centre_y": (top + box_h / 2) / height, "fallback": fallback}
 
 
+def mae_crop_params(width, height, scale, ratio):
+    """MAE util/crop.py RandomResizedCrop.get_params (BYOL's TF sampler), restated: one draw, no retries, the
+    box clamped to the image; log and exp of the ratio in float32 tensors, as there."""
+    area = height * width
+    target_area = area * torch.empty(1).uniform_(scale[0], scale[1]).item()
+    log_ratio = torch.log(torch.tensor(ratio))
+    aspect_ratio = torch.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1])).item()
+    w = min(int(round(math.sqrt(target_area * aspect_ratio))), width)
+    h = min(int(round(math.sqrt(target_area / aspect_ratio))), height)
+    i = torch.randint(0, height - h + 1, size=(1,)).item()
+    j = torch.randint(0, width - w + 1, size=(1,)).item()
+    return i, j, h, w
+
+
 def check_boxes(report, tool, work):
     torch.manual_seed(0)
-    for width, height in BOX_SHAPES:
-        case = f"boxes {width}x{height}"
-        out = os.path.join(work, f"boxes_{width}x{height}.npy")
-        run([tool, "boxes", "--width", width, "--height", height, "--count", N_BOXES, "--seed", 1, "--out", out])
+    for sampler, (width, height) in [(s, shape) for s in ("torchvision", "mae") for shape in BOX_SHAPES]:
+        case = f"boxes {width}x{height}" + (" (MAE util/crop.py)" if sampler == "mae" else "")
+        out = os.path.join(work, f"boxes_{sampler}_{width}x{height}.npy")
+        run([tool, "boxes", "--width", width, "--height", height, "--count", N_BOXES, "--seed", 1, "--sampler", sampler,
+             "--out", out])
         ours = box_features(np.load(out), width, height)
         image = torch.empty(3, height, width)
-        reference = np.array([transforms.RandomResizedCrop.get_params(image, [0.08, 1.0], [3 / 4, 4 / 3])
-                              for _ in range(N_BOXES)])
+        if sampler == "mae":
+            reference = np.array([mae_crop_params(width, height, [0.08, 1.0], [3 / 4, 4 / 3]) for _ in range(N_BOXES)])
+        else:
+            reference = np.array([transforms.RandomResizedCrop.get_params(image, [0.08, 1.0], [3 / 4, 4 / 3])
+                                  for _ in range(N_BOXES)])
         theirs = box_features(reference, width, height)
         difference = abs(ours["area"].mean() - theirs["area"].mean())
         report.check(case, "mean area fraction", difference <= BOX_LIMITS["mean_area"],

@@ -5,6 +5,7 @@
 #include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -117,6 +118,7 @@ TEST(ProbeReference, OptimizersAndScheduleStepByStep) {
     OptimizerOptions options;
     options.kind = item["optimizer"];
     options.weight_decay = item["weight_decay"];
+    options.momentum = item["momentum"];
     auto optimizer = make_optimizer(options, head.parameters());
     LearningRateSchedule schedule;
     schedule.warmup_epochs = item["warmup_epochs"];
@@ -136,6 +138,36 @@ TEST(ProbeReference, OptimizersAndScheduleStepByStep) {
         SCOPED_TRACE(name);
         EXPECT_LT(max_abs_diff(parameter, load(folder, prefix + name)), kTolerance);
       }
+    }
+  }
+}
+
+TEST(ProbeReference, ClassifierInitialisationAsPyTorchAndMae) {
+  if (reference_dir().empty()) GTEST_SKIP() << "VITPROBE_PROBE_REFERENCES not set (run ctest -R golden.probe)";
+  const auto cases = read_cases()["inits"];
+  ASSERT_EQ(cases.size(), 3u);
+  for (const auto& [folder, item] : cases.items()) {
+    SCOPED_TRACE(folder);
+    const bool mae = item["init"] == "mae";
+    ProbeHead head(parse_head_spec(item["spec"]), layout_of(item["layout"]), item["num_classes"], item["seed"], at::kCPU,
+                   parse_classifier_init(item["init"]));
+    std::map<std::string, at::Tensor> state;
+    for (const auto& [name, tensor] : head.parameters()) state[name] = tensor;
+    const auto weight = state.at("linear.weight"), bias = state.at("linear.bias");
+    const auto expected_weight = load(folder, "linear.weight"), expected_bias = load(folder, "linear.bias");
+    if (!mae) {
+      // The same generator, seed and draws as nn.Linear.reset_parameters: equal to float rounding of the bound.
+      EXPECT_LT(max_abs_diff(weight, expected_weight), 1e-7);
+      EXPECT_LT(max_abs_diff(bias, expected_bias), 1e-7);
+      const double bound = 1.0 / std::sqrt(static_cast<double>(weight.size(1)));
+      EXPECT_LE(weight.abs().max().item<double>(), bound);
+      EXPECT_GT(weight.abs().max().item<double>(), 0.9 * bound);
+    } else {
+      // 16,000 draws: the standard deviation within 5% (about 9 standard errors), the mean within 0.0005.
+      EXPECT_TRUE(at::equal(bias, at::zeros_like(bias)));
+      EXPECT_NEAR(weight.std().item<double>(), expected_weight.std().item<double>(), 0.05 * 0.01);
+      EXPECT_NEAR(weight.std().item<double>(), 0.01, 0.05 * 0.01);
+      EXPECT_NEAR(weight.mean().item<double>(), 0.0, 5e-4);
     }
   }
 }

@@ -3,6 +3,7 @@
 #include <ATen/ops/empty.h>
 #include <c10/util/BFloat16.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -59,6 +60,28 @@ CropBox sample_resized_crop_box(int width, int height, const ResizedCropRanges& 
   box.top = (height - box.height) / 2;
   box.left = (width - box.width) / 2;
   return box;
+}
+
+CropBox sample_one_draw_crop_box(int width, int height, const ResizedCropRanges& ranges, Rng& rng) {
+  const double area = static_cast<double>(height) * width;
+  // util/crop.py: torch.log(torch.tensor(ratio)) and torch.exp(...) of a float32 tensor, both in float32.
+  const float log_ratio_min = std::log(static_cast<float>(ranges.ratio_min));
+  const float log_ratio_max = std::log(static_cast<float>(ranges.ratio_max));
+  const double target_area =
+      area * uniform_float32(rng, static_cast<float>(ranges.scale_min), static_cast<float>(ranges.scale_max));
+  const double aspect_ratio = std::exp(static_cast<float>(uniform_float32(rng, log_ratio_min, log_ratio_max)));
+  CropBox box;
+  box.width = std::clamp(round_half_even(std::sqrt(target_area * aspect_ratio)), 1, width);
+  box.height = std::clamp(round_half_even(std::sqrt(target_area / aspect_ratio)), 1, height);
+  box.top = static_cast<int>(rng.between(0, height - box.height));
+  box.left = static_cast<int>(rng.between(0, width - box.width));
+  return box;
+}
+
+CropSampler parse_crop_sampler(const std::string& name) {
+  if (name == "mae") return CropSampler::Mae;
+  if (name == "torchvision") return CropSampler::Torchvision;
+  throw BadInput("--crop-sampler '" + name + "': expected mae or torchvision");
 }
 
 ImageU8 resized_crop(const ImageU8& image, const CropBox& box, int size, Interpolation interpolation) {
@@ -143,7 +166,9 @@ ImageU8 ImageTransform::geometric(const ImageU8& image, uint64_t sample_seed, Tr
   check_image(image, "transform");
   Rng rng(sample_seed);
   TransformRecord choices;
-  choices.box = sample_resized_crop_box(image.width, image.height, options_.ranges, rng);
+  choices.box = options_.crop_sampler == CropSampler::Mae
+                    ? sample_one_draw_crop_box(image.width, image.height, options_.ranges, rng)
+                    : sample_resized_crop_box(image.width, image.height, options_.ranges, rng);
   // RandomHorizontalFlip: torch.rand(1) < p.
   choices.flipped = rng.uniform() < options_.flip_probability;
   if (record) *record = choices;

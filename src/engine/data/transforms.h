@@ -33,6 +33,21 @@ struct ResizedCropRanges {
 /// crop clamped to the ratio range. Consumes random numbers from `rng` in the same order as torchvision.
 CropBox sample_resized_crop_box(int width, int height, const ResizedCropRanges& ranges, Rng& rng);
 
+/// MAE util/crop.py RandomResizedCrop.get_params (BYOL's TF sampler, used by MAE and beyond_cls linear probing):
+/// one draw of an area fraction uniform in [scale] and a log-uniform aspect ratio (exp taken in float32), w and h
+/// rounded half to even and clamped to the image, the corner uniform over the positions that fit; no retries and
+/// no central fallback.
+CropBox sample_one_draw_crop_box(int width, int height, const ResizedCropRanges& ranges, Rng& rng);
+
+/// Which RandomResizedCrop box sampler the train preset uses.
+enum class CropSampler {
+  Mae,          // sample_one_draw_crop_box (MAE / beyond_cls linear probing)
+  Torchvision,  // sample_resized_crop_box (torchvision's ten tries)
+};
+
+/// Parses "mae" or "torchvision"; throws BadInput naming the value otherwise.
+CropSampler parse_crop_sampler(const std::string& name);
+
 /// Crops `box` (which must lie inside the image) and resizes it to size x size, like F.resized_crop on a PIL image.
 ImageU8 resized_crop(const ImageU8& image, const CropBox& box, int size, Interpolation interpolation);
 
@@ -54,6 +69,7 @@ struct TransformOptions {
   TransformPreset preset = TransformPreset::Eval;
   PreprocessOptions preprocess;
   ResizedCropRanges ranges;
+  CropSampler crop_sampler = CropSampler::Torchvision;  // train preset only
   double flip_probability = 0.5;
 };
 

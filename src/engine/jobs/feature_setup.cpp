@@ -66,6 +66,7 @@ FeatureContext prepare_features(const FeatureOptions& options) {
   context.eval_transform.preprocess = preprocess;
   context.train_transform.preset = TransformPreset::Train;
   context.train_transform.preprocess = preprocess;
+  context.train_transform.crop_sampler = parse_crop_sampler(options.crop_sampler);
   context.device = at::Device(options.load.device);
   return context;
 }

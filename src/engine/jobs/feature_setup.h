@@ -31,7 +31,8 @@ struct FeatureOptions {
   int64_t val_limit = 0;
   uint64_t limit_seed = 0;
   int block = -1;                 // probed block, negative from the end
-  bool final_norm = true;         // apply the final LayerNorm (off = the official beyond_cls code)
+  bool final_norm = false;        // apply the final LayerNorm (off: the official beyond_cls / EP code)
+  std::string crop_sampler = "mae";  // train transform's RandomResizedCrop: mae (util/crop.py) | torchvision
   std::string cache_dir;          // cached features; empty: $VITPROBE_CACHE, else ~/.cache/vitprobe/features
   int64_t batch_size = 256;       // images per encoder forward and rank
   int workers = 2;                // image decoding threads

@@ -12,6 +12,7 @@
 
 #include "common/errors.h"
 #include "common/progress.h"
+#include "data/holdout_split.h"
 #include "image/preprocess_json.h"
 #include "io/output_folder.h"
 #include "jobs/feature_setup.h"
@@ -55,7 +56,10 @@ nlohmann::json head_config(const ProbeJobOptions& options, const FeatureContext&
             {"best_epoch", run.best_epoch},
             {"top1", run.best_top1},
             {"top5", run.best_top5},
+            {"selected_on", options.select_on},
+            {"holdout_top1", run.holdout.empty() ? nlohmann::json() : nlohmann::json(run.selection_top1)},
             {"optimizer", options.optimizer.kind},
+            {"head_init", options.head_init},
             {"epochs", options.epochs},
             {"batch", options.features.batch_size},
             {"effective_batch", config.at("effective_batch")},
@@ -69,10 +73,18 @@ struct SeedOutcome {
   bool stopped = false;
 };
 
+// The held-out part of the training split (--select-on train-holdout): its item lists and, for online
+// features, views of the training dataset restricted to each part.
+struct Holdout {
+  HoldoutSplit split;
+  std::unique_ptr<Dataset> fit, held;
+};
+
 SeedOutcome run_seed(const ProbeJobOptions& options, const FeatureContext& context, const std::vector<HeadSpec>& specs,
                      uint64_t seed, const std::string& dir, FeatureSplit& train, FeatureSplit& val,
                      const FeatureExtractor& extractor, const nlohmann::json& config, const nlohmann::json& knn_results,
-                     double extract_seconds, int& epochs_left_before_stop, Communicator& communicator) {
+                     double extract_seconds, int& epochs_left_before_stop, Communicator& communicator,
+                     const Holdout* holdout) {
   const bool main_rank = communicator.is_main();
   const auto results_file = fs::path(dir) / "results.json";
   const ResumeFiles resume_files(dir);
@@ -96,6 +108,7 @@ SeedOutcome run_seed(const ProbeJobOptions& options, const FeatureContext& conte
   trainer_options.optimizer = options.optimizer;
   trainer_options.seed = seed;
   trainer_options.head_threads = options.head_threads;
+  trainer_options.classifier_init = parse_classifier_init(options.head_init);
   const int64_t num_classes = train.dataset->num_classes();
   ProbeTrainer trainer(specs, context.layout, num_classes, trainer_options, context.device, &communicator);
 
@@ -125,15 +138,23 @@ SeedOutcome run_seed(const ProbeJobOptions& options, const FeatureContext& conte
     train_loader.drop_last = true;
     train_loader.seed = seed;
     const LoaderOptions val_loader = sharded(eval_loader(options.features), communicator);
-    std::unique_ptr<FeatureSource> train_source, val_source;
+    std::unique_ptr<FeatureSource> train_source, val_source, holdout_source;
     if (options.mode == "cached") {
-      train_source = std::make_unique<CachedFeatures>(*train.cache, names, train_loader, context.device);
+      train_source = std::make_unique<CachedFeatures>(*train.cache, names, train_loader, context.device,
+                                                      holdout ? holdout->split.fit : std::vector<int64_t>());
       val_source = std::make_unique<CachedFeatures>(*val.cache, names, val_loader, context.device);
+      if (holdout) {
+        holdout_source = std::make_unique<CachedFeatures>(*train.cache, names, val_loader, context.device, holdout->split.holdout);
+      }
     } else {
-      train_source = std::make_unique<OnlineFeatures>(*train.dataset, ImageTransform(context.train_transform), train_loader,
-                                                      train_extractor);
+      const Dataset& fit = holdout ? *holdout->fit : *train.dataset;
+      train_source = std::make_unique<OnlineFeatures>(fit, ImageTransform(context.train_transform), train_loader, train_extractor);
       val_source = std::make_unique<OnlineFeatures>(*val.dataset, ImageTransform(context.eval_transform), val_loader,
                                                     train_extractor);
+      if (holdout) {
+        holdout_source = std::make_unique<OnlineFeatures>(*holdout->held, ImageTransform(context.eval_transform), val_loader,
+                                                          train_extractor);
+      }
     }
     // Online epochs are slow enough for progress lines; cached ones print one line per evaluated epoch.
     ProgressOptions progress_options;
@@ -155,18 +176,26 @@ SeedOutcome run_seed(const ProbeJobOptions& options, const FeatureContext& conte
       if (last || (epoch + 1) % std::max(1, options.eval_every) == 0) {
         const auto eval_start = std::chrono::steady_clock::now();
         Progress progress("epoch " + std::to_string(epoch + 1) + " eval", 0, progress_options);
-        trainer.evaluate(*val_source, epoch, [&](int64_t items) { progress.advance(items); });
+        trainer.evaluate(*val_source, holdout_source.get(), epoch, [&](int64_t items) { progress.advance(items); });
         progress.finish();
         timing["eval_seconds"] = timing["eval_seconds"].get<double>() + seconds_since(eval_start);
         if (options.features.progress && main_rank) {
+          // The pair that leads on what chooses (held-out, else validation); its validation top-1 beside.
           const HeadRun* best = nullptr;
+          const auto chooser = [](const HeadRun& run) { return run.holdout.empty() ? run.val.back().top1 : run.holdout.back().top1; };
           for (const auto& run : trainer.runs()) {
-            if (!best || run.val.back().top1 > best->val.back().top1) best = &run;
+            if (!best || chooser(run) > chooser(*best)) best = &run;
           }
           char line[256];
-          std::snprintf(line, sizeof line, "epoch %lld/%d: best %s top-1 %.2f%% (loss %.4f), %.1f s\n",
-                        static_cast<long long>(epoch + 1), options.epochs, best->name().c_str(), best->val.back().top1,
-                        best->train_loss.back(), train_seconds);
+          if (best->holdout.empty()) {
+            std::snprintf(line, sizeof line, "epoch %lld/%d: best %s top-1 %.2f%% (loss %.4f), %.1f s\n",
+                          static_cast<long long>(epoch + 1), options.epochs, best->name().c_str(), best->val.back().top1,
+                          best->train_loss.back(), train_seconds);
+          } else {
+            std::snprintf(line, sizeof line, "epoch %lld/%d: best held-out %s top-1 %.2f%% (val %.2f%%, loss %.4f), %.1f s\n",
+                          static_cast<long long>(epoch + 1), options.epochs, best->name().c_str(),
+                          best->holdout.back().top1, best->val.back().top1, best->train_loss.back(), train_seconds);
+          }
           std::cerr << line;
         }
       }
@@ -188,6 +217,14 @@ SeedOutcome run_seed(const ProbeJobOptions& options, const FeatureContext& conte
     saved[spec.name] = relative;
   }
   auto heads = trained_head_results(trainer, saved);
+  if (main_rank) {
+    for (const auto& head : heads) {
+      if (head.value("lr_at_grid_edge", nlohmann::json()) == true) {
+        std::cerr << edge_warning(head["head"], head["best_lr"], trainer_options.base_lrs)
+                  << (options.seeds.size() > 1 ? " (seed " + std::to_string(seed) + ")" : std::string()) << "\n";
+      }
+    }
+  }
   for (const auto& knn : knn_results) heads.push_back(knn);
   // Keep the order of --heads.
   nlohmann::json ordered = nlohmann::json::array();
@@ -224,7 +261,11 @@ nlohmann::json run_probe_job(const ProbeJobOptions& given) {
   if (options.seeds.empty()) throw BadInput("--seeds: no seed given");
   const auto specs = parse_head_list(options.heads);
   std::vector<double> lrs = options.base_lrs;
-  if (lrs.empty()) lrs = options.blr > 0 ? std::vector<double>{options.blr} : default_learning_rate_grid();
+  if (lrs.empty()) lrs = options.blr > 0 ? std::vector<double>{options.blr} : default_learning_rate_grid(options.optimizer.kind);
+  if (options.select_on != "train-holdout" && options.select_on != "val") {
+    throw BadInput("--select-on '" + options.select_on + "': expected train-holdout or val");
+  }
+  parse_classifier_init(options.head_init);  // a bad value fails before any work
   const auto communicator = connect(dist);
   // --out is checked and locked before any work, by the rank that writes it. It is written in place: the resume
   // state of an interrupted run must survive there; a run that fails removes what it added, but the resume state.
@@ -243,6 +284,13 @@ nlohmann::json run_probe_job(const ProbeJobOptions& given) {
   train.dataset = open_split(options.features, train.name, train.limit);
   val.dataset = open_split(options.features, val.name, val.limit);
   check_same_classes(*train.dataset, *val.dataset, options.features.data);
+  std::unique_ptr<Holdout> holdout;
+  if (options.select_on == "train-holdout") {
+    holdout = std::make_unique<Holdout>();
+    holdout->split = stratified_holdout(*train.dataset, options.holdout_fraction, options.holdout_seed);
+    holdout->fit = make_subset_view(*train.dataset, holdout->split.fit, "fit part");
+    holdout->held = make_subset_view(*train.dataset, holdout->split.holdout, "held-out part");
+  }
   const FeatureExtractor extractor(context.model.encoder, context.block, options.features.final_norm, required_features(specs));
 
   const int64_t effective_batch = options.features.batch_size * options.accum_iter * communicator->world_size();
@@ -262,7 +310,15 @@ nlohmann::json run_probe_job(const ProbeJobOptions& given) {
       {"effective_batch", effective_batch}, {"optimizer", options.optimizer.kind},
       {"momentum", options.optimizer.momentum}, {"weight_decay", options.optimizer.weight_decay},
       {"eval_every", options.eval_every}, {"knn_k", options.knn_k}, {"knn_temperature", options.knn_temperature},
+      {"select_on", options.select_on}, {"head_init", options.head_init}, {"crop_sampler", options.features.crop_sampler},
       {"preprocess", preprocess_json(p)}, {"train_transform", describe_transform(context.train_transform)}};
+
+  if (holdout) {
+    config["holdout_fraction"] = options.holdout_fraction;
+    config["holdout_seed"] = options.holdout_seed;
+    config["holdout_items"] = holdout->split.holdout.size();
+    config["fit_items"] = holdout->split.fit.size();
+  }
 
   double extract_seconds = 0;
   if (options.mode == "cached") {
@@ -272,7 +328,8 @@ nlohmann::json run_probe_job(const ProbeJobOptions& given) {
     extract_seconds = seconds_since(start);
     config["cache"] = {{"train", train.cache->folder()}, {"val", val.cache->folder()}};
   }
-  const auto knn_results = run_knn(options, context, specs, train, val, extractor, *communicator);
+  const auto knn_results =
+      run_knn(options, context, specs, train, val, extractor, *communicator, holdout ? &holdout->split : nullptr);
 
   int epochs_left_before_stop = options.stop_after_epochs > 0 ? options.stop_after_epochs : -1;
   std::vector<nlohmann::json> per_seed;
@@ -280,7 +337,7 @@ nlohmann::json run_probe_job(const ProbeJobOptions& given) {
     const auto dir = options.seeds.size() == 1 ? options.out_dir
                                                : (fs::path(options.out_dir) / ("seed-" + std::to_string(seed))).string();
     auto outcome = run_seed(options, context, specs, seed, dir, train, val, extractor, config, knn_results,
-                            extract_seconds, epochs_left_before_stop, *communicator);
+                            extract_seconds, epochs_left_before_stop, *communicator, holdout.get());
     if (outcome.stopped) {  // --stop-after-epochs: as if killed, what was written stays
       if (output) output->commit();
       return outcome.results;

@@ -18,8 +18,12 @@ namespace vitprobe {
 struct ProbeJobOptions {
   FeatureOptions features;
   std::string heads;                      // --heads list (probe/head_spec.h)
-  std::vector<double> base_lrs;           // empty: DINOv2's 13-value grid (or blr when set)
+  std::vector<double> base_lrs;           // empty: the optimizer's default grid (probe/trainer.h), or blr when set
   double blr = 0;                         // > 0: this base learning rate alone
+  std::string select_on = "train-holdout";  // train-holdout | val: what chooses each head's rate and epoch
+  double holdout_fraction = 0.1;          // of the training split, stratified by class (train-holdout)
+  uint64_t holdout_seed = 0;              // which items are held out (the same for every --seeds entry)
+  std::string head_init = "pytorch";      // pytorch (nn.Linear) | mae (N(0, 0.01), bias 0)
   int epochs = 90;
   double warmup_epochs = 10;
   double min_lr = 0;

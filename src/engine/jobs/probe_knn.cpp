@@ -42,7 +42,7 @@ at::Tensor knn_feature(const FeatureMap& features, const HeadSpec& spec) {
 
 nlohmann::json run_knn(const ProbeJobOptions& options, const FeatureContext& context, const std::vector<HeadSpec>& specs,
                        FeatureSplit& train, FeatureSplit& val, const FeatureExtractor& extractor,
-                       Communicator& communicator) {
+                       Communicator& communicator, const HoldoutSplit* holdout) {
   std::vector<HeadSpec> knn_specs;
   for (const auto& spec : specs) {
     if (spec.kind == HeadKind::Knn) knn_specs.push_back(spec);
@@ -64,10 +64,25 @@ nlohmann::json run_knn(const ProbeJobOptions& options, const FeatureContext& con
   const auto train_features = collect(*train_source, names, train.dataset->size(), train_labels, communicator);
   const auto val_features = collect(*val_source, names, val.dataset->size(), val_labels, communicator);
   nlohmann::json results = nlohmann::json::array();
+  const int64_t num_classes = train.dataset->num_classes();
   for (const auto& spec : knn_specs) {
-    const auto accuracies = knn_classify(knn_feature(train_features, spec), train_labels, knn_feature(val_features, spec),
-                                         val_labels, train.dataset->num_classes(), options.knn_k, options.knn_temperature);
-    results.push_back(knn_head_results(spec, accuracies, options.knn_temperature));
+    const auto memory = knn_feature(train_features, spec);
+    if (!holdout) {
+      const auto accuracies = knn_classify(memory, train_labels, knn_feature(val_features, spec), val_labels, num_classes,
+                                           options.knn_k, options.knn_temperature);
+      results.push_back(knn_head_results(spec, accuracies, options.knn_temperature));
+      continue;
+    }
+    const auto fit = at::tensor(holdout->fit, at::kLong).to(memory.device());
+    const auto held = at::tensor(holdout->holdout, at::kLong).to(memory.device());
+    const auto fit_memory = memory.index_select(0, fit);
+    const auto fit_labels = train_labels.index_select(0, fit);
+    const auto held_accuracies = knn_classify(fit_memory, fit_labels, memory.index_select(0, held),
+                                              train_labels.index_select(0, held), num_classes, options.knn_k,
+                                              options.knn_temperature);
+    const auto val_accuracies = knn_classify(fit_memory, fit_labels, knn_feature(val_features, spec), val_labels,
+                                             num_classes, options.knn_k, options.knn_temperature);
+    results.push_back(knn_head_results(spec, val_accuracies, options.knn_temperature, held_accuracies));
   }
   return results;
 }

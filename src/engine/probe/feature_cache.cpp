@@ -115,6 +115,9 @@ std::string describe_transform(const TransformOptions& options) {
   out << (options.preset == TransformPreset::Eval ? "eval" : "train") << " resize=" << p.resize << " crop=" << p.crop
       << " interpolation=" << (p.interpolation == Interpolation::Bicubic ? "bicubic" : "bilinear") << " mean=" << p.mean[0]
       << "," << p.mean[1] << "," << p.mean[2] << " std=" << p.std[0] << "," << p.std[1] << "," << p.std[2];
+  if (options.preset == TransformPreset::Train) {
+    out << " crop_sampler=" << (options.crop_sampler == CropSampler::Mae ? "mae" : "torchvision");
+  }
   return out.str();
 }
 
@@ -334,15 +337,21 @@ FeatureMap FeatureCache::gather(const at::Tensor& indices, const std::set<std::s
 }
 
 CachedFeatures::CachedFeatures(const FeatureCache& cache, std::set<std::string> names, LoaderOptions options,
-                               at::Device device)
-    : cache_(cache), names_(std::move(names)), options_(options), device_(device) {
+                               at::Device device, std::vector<int64_t> items)
+    : cache_(cache), names_(std::move(names)), options_(options), device_(device), items_(std::move(items)) {
   if (options_.batch_size < 1) throw BadInput("batch size " + std::to_string(options_.batch_size) + " must be >= 1");
+  for (const int64_t item : items_) {
+    if (item < 0 || item >= cache_.size()) {
+      throw BadInput(cache_.folder() + ": item " + std::to_string(item) + " is out of the cache's range");
+    }
+  }
   start_epoch(0);
 }
 
 void CachedFeatures::start_epoch(int64_t epoch) {
-  order_ = epoch_order(cache_.size(), options_, epoch);
-  trim_to_full_batches(order_, cache_.size(), options_);
+  const int64_t n_items = items_.empty() ? cache_.size() : static_cast<int64_t>(items_.size());
+  order_ = epoch_order(n_items, options_, epoch);
+  trim_to_full_batches(order_, n_items, options_);
   position_ = 0;
 }
 
@@ -353,11 +362,17 @@ int64_t CachedFeatures::num_batches() const {
 std::optional<FeatureBatch> CachedFeatures::next() {
   if (position_ >= num_items()) return std::nullopt;
   const int64_t end = std::min<int64_t>(position_ + options_.batch_size, num_items());
-  const auto indices = at::tensor(std::vector<int64_t>(order_.begin() + position_, order_.begin() + end), at::kLong);
+  std::vector<int64_t> positions(order_.begin() + position_, order_.begin() + end);
   position_ = end;
+  const auto indices = at::tensor(positions, at::kLong);
+  at::Tensor rows = indices;
+  if (!items_.empty()) {
+    for (auto& position : positions) position = items_[static_cast<size_t>(position)];
+    rows = at::tensor(positions, at::kLong);
+  }
   FeatureBatch batch;
-  batch.features = cache_.gather(indices, names_, device_);
-  batch.labels = cache_.labels().index_select(0, indices).to(device_);
+  batch.features = cache_.gather(rows, names_, device_);
+  batch.labels = cache_.labels().index_select(0, rows).to(device_);
   batch.indices = indices;
   return batch;
 }

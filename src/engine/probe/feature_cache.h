@@ -96,9 +96,12 @@ class FeatureCache {
 };
 
 /// Batches of cached features in epoch_order (shuffled per epoch when options.shuffle, sharded by rank).
+/// With `items` given, only those cache rows are visited (a part of the split, e.g. the held-out items); the
+/// batches' indices are then positions in `items`, as a subset view's loader gives them.
 class CachedFeatures final : public FeatureSource {
  public:
-  CachedFeatures(const FeatureCache& cache, std::set<std::string> names, LoaderOptions options, at::Device device);
+  CachedFeatures(const FeatureCache& cache, std::set<std::string> names, LoaderOptions options, at::Device device,
+                 std::vector<int64_t> items = {});
   void start_epoch(int64_t epoch) override;
   std::optional<FeatureBatch> next() override;
   int64_t num_batches() const override;
@@ -109,6 +112,7 @@ class CachedFeatures final : public FeatureSource {
   std::set<std::string> names_;
   LoaderOptions options_;
   at::Device device_;
+  std::vector<int64_t> items_;  // cache rows visited; empty: all
   std::vector<int64_t> order_;
   int64_t position_ = 0;
 };

@@ -5,6 +5,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 
 #include "common/errors.h"
@@ -35,7 +36,14 @@ const at::Tensor& feature(const FeatureMap& features, const std::string& name, c
 
 }  // namespace
 
-ProbeHead::ProbeHead(HeadSpec spec, TokenLayout layout, int64_t num_classes, uint64_t seed, const at::Device& device)
+ClassifierInit parse_classifier_init(const std::string& name) {
+  if (name == "pytorch") return ClassifierInit::PyTorch;
+  if (name == "mae") return ClassifierInit::Mae;
+  throw BadInput("--head-init '" + name + "': expected pytorch or mae");
+}
+
+ProbeHead::ProbeHead(HeadSpec spec, TokenLayout layout, int64_t num_classes, uint64_t seed, const at::Device& device,
+                     ClassifierInit init)
     : spec_(std::move(spec)), layout_(layout), num_classes_(num_classes) {
   if (!spec_.trainable()) throw BadInput("head '" + spec_.name + "' has nothing to train");
   if (num_classes_ < 2) throw BadInput("head '" + spec_.name + "': needs at least 2 classes, got " + std::to_string(num_classes_));
@@ -48,9 +56,17 @@ ProbeHead::ProbeHead(HeadSpec spec, TokenLayout layout, int64_t num_classes, uin
   }
   const auto options = at::TensorOptions().dtype(at::kFloat).device(device);
   auto generator = at::detail::createCPUGenerator(derive_seed(seed, kLinearSeedStream));
-  // timm's trunc_normal_(std=0.01) truncates at +-2 (absolute), i.e. 200 standard deviations: a plain normal.
-  linear_weight_ = at::empty({num_classes_, feature_dim_}, at::kFloat).normal_(0.0, 0.01, generator).to(device);
-  linear_bias_ = at::zeros({num_classes_}, options);
+  if (init == ClassifierInit::Mae) {
+    // timm's trunc_normal_(std=0.01) truncates at +-2 (absolute), i.e. 200 standard deviations: a plain normal.
+    linear_weight_ = at::empty({num_classes_, feature_dim_}, at::kFloat).normal_(0.0, 0.01, generator).to(device);
+    linear_bias_ = at::zeros({num_classes_}, options);
+  } else {
+    // nn.Linear.reset_parameters: kaiming_uniform_(a=sqrt(5)) has bound gain * sqrt(3 / fan_in) with
+    // gain = sqrt(2 / (1 + 5)), i.e. 1 / sqrt(fan_in); the bias is drawn after the weight with the same bound.
+    const double bound = 1.0 / std::sqrt(static_cast<double>(feature_dim_));
+    linear_weight_ = at::empty({num_classes_, feature_dim_}, at::kFloat).uniform_(-bound, bound, generator).to(device);
+    linear_bias_ = at::empty({num_classes_}, at::kFloat).uniform_(-bound, bound, generator).to(device);
+  }
   running_mean_ = at::zeros({feature_dim_}, options);
   running_var_ = at::ones({feature_dim_}, options);
   for (auto& [name, tensor] : parameters()) tensor.requires_grad_(true);

@@ -23,13 +23,24 @@
 
 namespace vitprobe {
 
+/// How the classifier (linear.weight, linear.bias) starts.
+enum class ClassifierInit {
+  PyTorch,  // torch.nn.Linear's reset_parameters, as beyond_cls and efficient-probing leave it: weight
+            // kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(F)), bias U(+-1/sqrt(F)) (the default)
+  Mae,      // MAE main_linprobe.py: trunc_normal_(weight, std=0.01), bias 0
+};
+
+/// Parses "pytorch" or "mae"; throws BadInput naming the value otherwise.
+ClassifierInit parse_classifier_init(const std::string& name);
+
 /// One trainable probe head (any kind but knn).
 class ProbeHead {
  public:
-  /// A freshly initialised head: the pooling as in PyTorch, linear.weight ~ N(0, 0.01) (MAE's trunc_normal_),
-  /// linear.bias 0, running mean 0 and variance 1; every draw seeded from `seed`. Throws BadInput when the
-  /// encoder cannot feed the head (see check_head_fits) or for knn.
-  ProbeHead(HeadSpec spec, TokenLayout layout, int64_t num_classes, uint64_t seed, const at::Device& device = at::kCPU);
+  /// A freshly initialised head: the pooling as in PyTorch, the classifier as `init` says, running mean 0 and
+  /// variance 1; every draw seeded from `seed`, from libtorch's CPU generator in the order PyTorch draws them.
+  /// Throws BadInput when the encoder cannot feed the head (see check_head_fits) or for knn.
+  ProbeHead(HeadSpec spec, TokenLayout layout, int64_t num_classes, uint64_t seed, const at::Device& device = at::kCPU,
+            ClassifierInit init = ClassifierInit::PyTorch);
 
   const HeadSpec& spec() const { return spec_; }
   const TokenLayout& layout() const { return layout_; }

@@ -95,7 +95,9 @@ class Sgd final : public Optimizer {
     for (auto& [name, parameter] : parameters_) {
       const auto& grad = parameter.grad();
       if (!grad.defined()) continue;
-      at::Tensor update = parameter.dim() > 1 && options_.weight_decay != 0.0 ? grad.add(parameter, options_.weight_decay) : grad;
+      // torch.optim.SGD(head.parameters(), weight_decay=wd) as beyond_cls main_linprobe.py:332: every parameter
+      // decays, biases included.
+      at::Tensor update = options_.weight_decay != 0.0 ? grad.add(parameter, options_.weight_decay) : grad;
       if (options_.momentum != 0.0) {
         // torch.optim.SGD: the first step copies the gradient into the buffer.
         const bool first = !has_buffer(name);

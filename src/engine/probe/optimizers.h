@@ -4,10 +4,11 @@
 //   lars   MAE util/lars.py: for parameters with ndim > 1, dp = g + wd p scaled by the trust ratio
 //          trust_coefficient * |p| / |dp| (1 when either norm is 0); 1-d parameters (biases) take g as is;
 //          mu = momentum mu + dp; p -= lr mu.
-//   sgd    torch.optim.SGD (momentum, dampening 0, no Nesterov): buf = momentum buf + g (+ wd p), p -= lr buf.
+//   sgd    torch.optim.SGD (momentum, dampening 0, no Nesterov): buf = momentum buf + g + wd p, p -= lr buf; as
+//          beyond_cls main_linprobe.py:332 the decay applies to every parameter and momentum is 0 unless given.
 //   adamw  torch.optim.AdamW (amsgrad off): p *= 1 - lr wd; m, v moments; p -= lr m_hat / (sqrt(v_hat) + eps).
-// Weight decay applies to parameters with ndim > 1 only (MAE's add_weight_decay leaves biases and 1-d
-// parameters out). Gradients are read from the parameters' .grad().
+// lars and adamw apply weight decay to parameters with ndim > 1 only (MAE's LARS and add_weight_decay leave
+// biases and 1-d parameters out). Gradients are read from the parameters' .grad().
 #include <ATen/core/Tensor.h>
 
 #include <map>
@@ -22,7 +23,7 @@ namespace vitprobe {
 /// Which optimizer and its hyper-parameters (the learning rate comes with every step).
 struct OptimizerOptions {
   std::string kind = "lars";  // lars | sgd | adamw
-  double momentum = 0.9;      // lars, sgd
+  double momentum = 0.9;      // lars, sgd (the CLI gives sgd 0, the official default, unless --momentum is passed)
   double weight_decay = 0.0;
   double trust_coefficient = 0.001;  // lars
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adamw

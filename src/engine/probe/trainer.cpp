@@ -5,7 +5,9 @@
 #include <ATen/core/grad_mode.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "common/errors.h"
 #include "data/random.h"
@@ -51,8 +53,24 @@ std::map<std::string, at::Tensor> with_prefix(const std::map<std::string, at::Te
 
 }  // namespace
 
-std::vector<double> default_learning_rate_grid() {
-  return {1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1};
+std::vector<double> default_learning_rate_grid(const std::string& optimizer) {
+  double lowest = 0;
+  if (optimizer == "lars") lowest = 1e-3;
+  else if (optimizer == "sgd") lowest = 1e-4;
+  else if (optimizer == "adamw") lowest = 1e-5;
+  else throw BadInput("probe: no default learning-rate grid for optimizer '" + optimizer + "'");
+  std::vector<double> grid;
+  for (int decade = 0; decade < 4; ++decade) {
+    for (const double step : {1.0, 2.0, 5.0}) grid.push_back(lowest * step * std::pow(10.0, decade));
+  }
+  grid.push_back(lowest * 1e4);
+  // 1e-3 * 2 * 10 is 0.020000000000000004 in binary: round to the decimal value a user would type.
+  for (auto& value : grid) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.6g", value);
+    value = std::strtod(text, nullptr);
+  }
+  return grid;
 }
 
 std::string HeadRun::name() const {
@@ -77,7 +95,8 @@ ProbeTrainer::ProbeTrainer(const std::vector<HeadSpec>& specs, const TokenLayout
       run.base_lr = base_lr;
       run.peak_lr = scaled_learning_rate(base_lr, options_.effective_batch());
       run.head = std::make_unique<ProbeHead>(specs[index], layout, num_classes,
-                                             derive_seed(options_.seed, kHeadInitStream, index), device_);
+                                             derive_seed(options_.seed, kHeadInitStream, index), device_,
+                                             options_.classifier_init);
       run.optimizer = make_optimizer(options_.optimizer, run.head->parameters());
       runs_.push_back(std::move(run));
     }
@@ -194,7 +213,8 @@ void ProbeTrainer::train_epoch(FeatureSource& source, int64_t epoch, const std::
   }
 }
 
-void ProbeTrainer::evaluate(FeatureSource& source, int64_t epoch, const std::function<void(int64_t)>& on_batch) {
+std::vector<EpochMetrics> ProbeTrainer::score(FeatureSource& source, int64_t epoch,
+                                               const std::function<void(int64_t)>& on_batch) {
   at::NoGradGuard no_grad;
   source.start_epoch(0);
   std::vector<at::Tensor> counts(runs_.size());  // (correct top-1, correct top-5, items) per run
@@ -212,15 +232,28 @@ void ProbeTrainer::evaluate(FeatureSource& source, int64_t epoch, const std::fun
     if (on_batch) on_batch(batch->labels.size(0));
   }
   communicator_->all_reduce_sum(counts);
+  std::vector<EpochMetrics> metrics;
+  for (const auto& count : counts) {
+    const auto values = count.cpu();
+    const double items = std::max<double>(1.0, static_cast<double>(values[2].item<int64_t>()));
+    metrics.push_back({epoch, 100.0 * values[0].item<int64_t>() / items, 100.0 * values[1].item<int64_t>() / items});
+  }
+  return metrics;
+}
+
+void ProbeTrainer::evaluate(FeatureSource& val, FeatureSource* holdout, int64_t epoch,
+                            const std::function<void(int64_t)>& on_batch) {
+  const auto val_metrics = score(val, epoch, on_batch);
+  const auto holdout_metrics = holdout ? score(*holdout, epoch, on_batch) : std::vector<EpochMetrics>();
   for (size_t i = 0; i < runs_.size(); ++i) {
     auto& run = runs_[i];
-    const auto values = counts[i].cpu();
-    const double items = std::max<double>(1.0, static_cast<double>(values[2].item<int64_t>()));
-    EpochMetrics metrics{epoch, 100.0 * values[0].item<int64_t>() / items, 100.0 * values[1].item<int64_t>() / items};
-    run.val.push_back(metrics);
-    if (metrics.top1 > run.best_top1) {
-      run.best_top1 = metrics.top1;
-      run.best_top5 = metrics.top5;
+    run.val.push_back(val_metrics[i]);
+    if (holdout) run.holdout.push_back(holdout_metrics[i]);
+    const double chooser = holdout ? holdout_metrics[i].top1 : val_metrics[i].top1;
+    if (chooser > run.selection_top1) {
+      run.selection_top1 = chooser;
+      run.best_top1 = val_metrics[i].top1;
+      run.best_top5 = val_metrics[i].top5;
       run.best_epoch = epoch;
       run.best_state.clear();
       for (const auto& [name, tensor] : run.head->state()) run.best_state.emplace_back(name, tensor.detach().cpu().clone());
@@ -244,9 +277,11 @@ nlohmann::json ProbeTrainer::checkpoint_metadata() const {
   for (const auto& run : runs_) {
     nlohmann::json val = nlohmann::json::array();
     for (const auto& metrics : run.val) val.push_back({{"epoch", metrics.epoch}, {"top1", metrics.top1}, {"top5", metrics.top5}});
+    nlohmann::json holdout = nlohmann::json::array();
+    for (const auto& m : run.holdout) holdout.push_back({{"epoch", m.epoch}, {"top1", m.top1}, {"top5", m.top5}});
     runs.push_back({{"head", run.spec.name}, {"base_lr", run.base_lr}, {"train_loss", run.train_loss}, {"val", val},
-                    {"best_epoch", run.best_epoch}, {"best_top1", run.best_top1}, {"best_top5", run.best_top5},
-                    {"seconds", run.seconds}});
+                    {"holdout", holdout}, {"best_epoch", run.best_epoch}, {"best_top1", run.best_top1},
+                    {"best_top5", run.best_top5}, {"selection_top1", run.selection_top1}, {"seconds", run.seconds}});
   }
   return {{"runs", runs}};
 }
@@ -273,6 +308,9 @@ void ProbeTrainer::restore(const std::map<std::string, at::Tensor>& tensors, con
     run.train_loss = saved.at("train_loss").get<std::vector<double>>();
     run.val.clear();
     for (const auto& item : saved.at("val")) run.val.push_back({item.at("epoch"), item.at("top1"), item.at("top5")});
+    run.holdout.clear();
+    for (const auto& item : saved.at("holdout")) run.holdout.push_back({item.at("epoch"), item.at("top1"), item.at("top5")});
+    run.selection_top1 = saved.at("selection_top1");
     run.best_epoch = saved.at("best_epoch");
     run.best_top1 = saved.at("best_top1");
     run.best_top5 = saved.at("best_top5");

@@ -24,8 +24,14 @@
 
 namespace vitprobe {
 
-/// DINOv2's learning-rate grid: 13 values from 1e-5 to 0.1.
-std::vector<double> default_learning_rate_grid();
+/// The default base learning-rate grid of an optimizer (lars | sgd | adamw): 13 log-spaced values (1, 2, 5 per
+/// decade) that bracket the official rate by two decades or more on both sides, so that a head's best rate is
+/// found inside the grid rather than at its edge:
+///   lars   1e-3 .. 10   (MAE / beyond_cls: blr 0.1)
+///   sgd    1e-4 .. 1    (on BatchNorm'd features; DINOv2's 1e-5 .. 0.1 was made for un-normalised ones)
+///   adamw  1e-5 .. 0.1  (attentive probes: 1e-4 .. 1e-3)
+/// Throws BadInput for another optimizer.
+std::vector<double> default_learning_rate_grid(const std::string& optimizer);
 
 /// The training protocol (MAE linear probing by default).
 struct TrainerOptions {
@@ -38,6 +44,7 @@ struct TrainerOptions {
   std::vector<double> base_lrs = {0.1};  // each scaled by effective batch / 256
   OptimizerOptions optimizer;
   uint64_t seed = 0;         // head initialisation (the data order is the loader's business)
+  ClassifierInit classifier_init = ClassifierInit::PyTorch;
   int head_threads = 0;      // > 0: intra-op threads while the heads run (their small operations can lose more
                              // to thread synchronisation than they gain; the encoder keeps the global setting)
 
@@ -59,9 +66,13 @@ struct HeadRun {
   std::unique_ptr<Optimizer> optimizer;
   std::vector<double> train_loss;    // mean cross-entropy per epoch
   std::vector<EpochMetrics> val;     // per evaluated epoch
+  std::vector<EpochMetrics> holdout; // per evaluated epoch, when a held-out part chooses (else empty)
+  // The chosen epoch: the best held-out top-1 (or the best validation top-1 when no held-out part is scored), the earliest
+  // on ties; best_top1/top5 are the validation accuracies at that epoch, selection_top1 the chooser's.
   int64_t best_epoch = -1;
   double best_top1 = -1, best_top5 = -1;
-  std::vector<NamedTensor> best_state;  // head state at the best epoch (CPU copies)
+  double selection_top1 = -1;
+  std::vector<NamedTensor> best_state;  // head state at the chosen epoch (CPU copies)
   double seconds = 0;                   // forward, backward and updates of this pair
 
   /// "abmilp@0.001": the head name and its base learning rate.
@@ -82,9 +93,15 @@ class ProbeTrainer {
 
   /// Trains one epoch over `source` (started here for `epoch`); `on_batch(items)` is called after each batch.
   void train_epoch(FeatureSource& source, int64_t epoch, const std::function<void(int64_t)>& on_batch = {});
-  /// Scores every pair on `source` (BatchNorm in eval mode), records the metrics of `epoch` and keeps a copy
-  /// of each pair's state when its top-1 improves.
-  void evaluate(FeatureSource& source, int64_t epoch, const std::function<void(int64_t)>& on_batch = {});
+  /// Scores every pair on `val` (and on `holdout` when given; BatchNorm in eval mode), records the metrics of
+  /// `epoch` and keeps a copy of each pair's state when its selection top-1 (held-out when `holdout` is given,
+  /// else validation) improves.
+  void evaluate(FeatureSource& val, FeatureSource* holdout, int64_t epoch,
+                const std::function<void(int64_t)>& on_batch = {});
+  /// Scores on `val` alone, which then also chooses (--select-on val).
+  void evaluate(FeatureSource& val, int64_t epoch, const std::function<void(int64_t)>& on_batch = {}) {
+    evaluate(val, nullptr, epoch, on_batch);
+  }
 
   std::vector<HeadRun>& runs() { return runs_; }
   const std::vector<HeadRun>& runs() const { return runs_; }
@@ -100,6 +117,8 @@ class ProbeTrainer {
 
  private:
   void step_optimizers(const std::vector<double>& learning_rates);
+  /// Top-1 / top-5 of every pair on `source`, summed over ranks.
+  std::vector<EpochMetrics> score(FeatureSource& source, int64_t epoch, const std::function<void(int64_t)>& on_batch);
 
   TrainerOptions options_;
   TokenLayout layout_;
