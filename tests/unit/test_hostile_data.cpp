@@ -184,8 +184,14 @@ TEST(HostileDatasets, CifarBatchIsReadWithABound) {
   write_gzip_idx(dir / "test_batch.bin", {}, (kMaxCifarRecordsPerFile + 100) * 3073);
   const double growth =
       expect_refused<BadInput>([&] { read_cifar_dataset(dir.path(), true, 10); }, "limit of 60000 records");
-  // 184 MB of records at most, held in a vector that may double while the gzip stream is inflated.
+  // 184 MB of records at most, held in a vector that may double while the gzip stream is inflated. Under
+  // AddressSanitizer (scripts/sanitize) shadow memory and the quarantine of freed blocks add to RSS (461 MB
+  // measured), so the bound only holds in the normal build; the refusal itself is checked in both.
+#if defined(__SANITIZE_ADDRESS__)
+  (void)growth;
+#else
   EXPECT_LT(growth, 400.0);
+#endif
 }
 
 // Every item fails to load with `error`, or loads a 4x4 image.
