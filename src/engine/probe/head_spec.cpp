@@ -89,7 +89,7 @@ HeadSpec parse_efficient_probing(const std::string& text, const std::string& wor
   const auto comma = argument.find(',');
   const std::string size = trim(argument.substr(0, comma));
   if (size.empty() || size.find('=') != std::string::npos) {
-    throw BadInput("head '" + text + "': needs the number of queries first, e.g. " + word + ":32");
+    throw BadInput("head '" + text + "': needs a size, the number of queries, first, e.g. " + word + ":32");
   }
   HeadSpec spec;
   spec.kind = HeadKind::EfficientProbing;
