@@ -190,7 +190,8 @@ def image_seeds(out):
 def text_seeds(out):
     texts = {"lines": b"cat\ndog\r\nbird  \n\n", "no_newline": b"one", "empty": b"",
              "heads": b"cls,mean,cls+mean,center:4,cattn:4,attn-mean,attn-minent",
-             "heads2": b"abmilp:depth=2,act=tanh,sa=both,cond=pe,content=all;ep:32,simpool,mhca,knn,knn:feature=mean",
+             "heads2": b"abmilp:depth=2,act=tanh,sa=both,cond=pe,content=all;ep:32,d_out=2,ep_all:8,simpool,aim,"
+                       b"vjepa:heads=4,depth=2,knn,knn:feature=mean",
              "preset": b"vit_base_patch16_224", "preset2": b"vit_small_patch14"}
     selector = {"lines": 0, "no_newline": 1, "empty": 0, "heads": 2, "heads2": 2, "preset": 3, "preset2": 3}
     for name, text in texts.items():

@@ -29,7 +29,7 @@ Subcommand register_maps(CLI::App& parent) {
   app->add_option("--input", job.inputs, "Image files (JPEG/PNG/PPM)")->required();
   app->add_option("--out", job.out_dir, "Output folder")->required();
   app->add_option("--heads-dir", job.heads_dir,
-                  "A probe run (or head folder): draw its heads' pooling weights (abmilp, ep, simpool, mhca, cattn, attn-*) too");
+                  "A probe run (or head folder): draw its heads' pooling weights (abmilp, ep, simpool, aim, vjepa, cattn, attn-*) too");
   app->add_option("--block", job.block, "Block whose attention to draw (negative: from the end)")->capture_default_str();
   app->add_option("--columns", job.columns, "Tiles per row (0: at most 7, rows balanced)")
       ->capture_default_str()

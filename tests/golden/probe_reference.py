@@ -9,8 +9,10 @@ util/lars.py, restated below), SGD and AdamW (torch.optim) under MAE's warm-up +
 (util/lr_sched.py), with the learning rate and every parameter after each step. Then runs the unit-test
 binary's ProbeReference.* tests with VITPROBE_PROBE_REFERENCES=OUTDIR; they compare within 1e-5 (float32).
 
-The heads are written here in the official modules' natural form (beyond_cls ABMILPHead, efficient-probing
-EfficientProbing / SimPool, the AIM / V-JEPA cross-attention pooler), not in the folded form vitprobe uses.
+The heads are written here in the official modules' natural form (beyond_cls ABMILPHead; efficient-probing
+EfficientProbing with d_out and its `_all` bag, SimPool, AttentionPoolingClassifier (aim); V-JEPA's
+AttentivePooler), not in the folded form vitprobe uses. Pooling weights are those of the evaluation-mode forward
+after the training step (aim's BatchNorm then uses its running statistics).
 """
 import json
 import math
@@ -121,22 +123,28 @@ class Abmilp(nn.Module):  # beyond_cls abmilp.py ABMILPHead
         return names
 
 
-class EfficientProbing(nn.Module):  # efficient-probing poolings/ep.py, num_heads=1, d_out=1, no v bias
-    def __init__(self, dim, num_queries, prefix):
+class EfficientProbing(nn.Module):  # efficient-probing poolings/ep.py: num_heads=1, qkv_bias=False
+    """with_cls: the `_all` variants' bag, [cls] then the patches (models_more.py DinoWrapper, "both")."""
+
+    def __init__(self, dim, num_queries, prefix, d_out=1, with_cls=False):
         super().__init__()
-        self.prefix, self.num_queries = prefix, num_queries
-        self.v = nn.Linear(dim, dim, bias=False)
-        self.queries = nn.Parameter(torch.randn(1, num_queries, dim) * 0.02)
+        self.prefix, self.num_queries, self.d_out, self.with_cls = prefix, num_queries, d_out, with_cls
+        self.out_dim = dim // d_out
+        self.v = nn.Linear(dim, dim // d_out, bias=False)
+        self.queries = nn.Parameter(torch.randn(1, num_queries, dim) * 0.02)  # EP's cls_token
 
     def forward_with_map(self, tokens):
-        x = tokens[:, self.prefix:]
+        patches = tokens[:, self.prefix:]
+        x = torch.cat([tokens[:, :1], patches], 1) if self.with_cls else patches
         B, N, C = x.shape
-        q = self.queries.expand(B, -1, -1).reshape(B, self.num_queries, 1, C).permute(0, 2, 1, 3) * C ** -0.5
+        M = self.num_queries
+        q = self.queries.expand(B, -1, -1).reshape(B, M, 1, C).permute(0, 2, 1, 3) * C ** -0.5
         k = x.reshape(B, N, 1, C).permute(0, 2, 1, 3)
-        v = self.v(x).reshape(B, N, self.num_queries, C // self.num_queries).permute(0, 2, 1, 3)
+        v = self.v(x).reshape(B, N, M, C // (self.d_out * M)).permute(0, 2, 1, 3)
         attn = (q @ k.transpose(-2, -1)).softmax(-1)  # (B, 1, M, N)
-        out = torch.matmul(attn.squeeze(1).unsqueeze(2), v).reshape(B, C)
-        return out, attn.squeeze(1)
+        out = torch.matmul(attn.squeeze(1).unsqueeze(2), v).view(B, C // self.d_out)
+        weights = attn.squeeze(1)
+        return out, weights[:, :, 1:] if self.with_cls else weights
 
     def named(self):
         return {"pool.queries": self.queries, "pool.v.weight": self.v.weight}
@@ -162,40 +170,152 @@ class SimPool(nn.Module):  # efficient-probing poolings/simpool.py, num_heads=1,
                 "pool.wq.weight": self.wq.weight, "pool.wk.weight": self.wk.weight}
 
 
-class CrossAttentionPool(nn.Module):  # AIM / V-JEPA style: one query, q/k/v projections, H heads
+class AimPooler(nn.Module):  # efficient-probing poolings/aim.py AttentionPoolingClassifier, num_queries=1
     def __init__(self, dim, num_heads, prefix):
         super().__init__()
         self.prefix, self.num_heads = prefix, num_heads
-        self.query = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
-        self.q = nn.Linear(dim, dim)
+        self.scale = (dim // num_heads) ** -0.5
         self.k = nn.Linear(dim, dim, bias=False)
-        self.v = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim, bias=False)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.bn = nn.BatchNorm1d(dim, affine=False, eps=1e-6)
 
     def forward_with_map(self, tokens):
         x = tokens[:, self.prefix:]
         B, N, C = x.shape
-        H, dh = self.num_heads, C // self.num_heads
-        q = self.q(self.query).expand(B, -1, -1).reshape(B, 1, H, dh).transpose(1, 2)
-        k = self.k(x).reshape(B, N, H, dh).transpose(1, 2)
-        v = self.v(x).reshape(B, N, H, dh).transpose(1, 2)
-        attn = ((q @ k.transpose(-2, -1)) * dh ** -0.5).softmax(-1)  # (B, H, 1, N)
-        return (attn @ v).transpose(1, 2).reshape(B, C), attn.squeeze(2)
+        H = self.num_heads
+        x = self.bn(x.transpose(-2, -1)).transpose(-2, -1)
+        q = self.cls_token.expand(B, -1, -1).reshape(B, 1, H, C // H).permute(0, 2, 1, 3)
+        k = self.k(x).reshape(B, N, H, C // H).permute(0, 2, 1, 3)
+        q = q * self.scale
+        v = self.v(x).reshape(B, N, H, C // H).permute(0, 2, 1, 3)
+        attn = (q @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, H, 1, N)
+        x_cls = (attn @ v).transpose(1, 2).reshape(B, 1, C).mean(dim=1)
+        return x_cls, attn.squeeze(2)
 
     def named(self):
-        return {"pool.query": self.query, "pool.q.weight": self.q.weight, "pool.q.bias": self.q.bias,
-                "pool.k.weight": self.k.weight, "pool.v.weight": self.v.weight, "pool.v.bias": self.v.bias}
+        return {"pool.cls_token": self.cls_token, "pool.k.weight": self.k.weight, "pool.v.weight": self.v.weight}
+
+    def named_buffers_state(self):
+        return {"pool.bn.running_mean": self.bn.running_mean, "pool.bn.running_var": self.bn.running_var}
+
+
+# V-JEPA's AttentivePooler (facebookresearch/jepa src/models/attentive_pooler.py; modules.py MLP, Attention,
+# Block, CrossAttention, CrossAttentionBlock), num_queries=1, qkv_bias=True, mlp_ratio 4, nn.LayerNorm, the
+# explicit (use_sdpa=False) attention so that the weights can be returned. proj: efficient-probing's copy
+# (poolings/jepa/modules.py:157) applies CrossAttention.proj; facebookresearch/jepa reverted that (a0517b4).
+
+class JepaMlp(nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class JepaCrossAttention(nn.Module):
+    def __init__(self, dim, num_heads, use_proj):
+        super().__init__()
+        self.num_heads, self.use_proj = num_heads, use_proj
+        self.scale = (dim // num_heads) ** -0.5
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, q, x):
+        B, n, C = q.shape
+        q = self.q(q).reshape(B, n, self.num_heads, C // self.num_heads).permute(0, 2, 1, 3)
+        B, N, C = x.shape
+        kv = self.kv(x).reshape(B, N, 2, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        k, v = kv[0], kv[1]
+        xattn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)  # (B, H, n, N)
+        q = (xattn @ v).transpose(1, 2).reshape(B, n, C)
+        if self.use_proj:
+            q = self.proj(q)
+        return q, xattn
+
+
+class JepaCrossAttentionBlock(nn.Module):
+    def __init__(self, dim, num_heads, use_proj):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.xattn = JepaCrossAttention(dim, num_heads, use_proj)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = JepaMlp(dim, 4 * dim)
+
+    def forward(self, q, x):
+        y, xattn = self.xattn(q, self.norm1(x))
+        q = q + y
+        return q + self.mlp(self.norm2(q)), xattn
+
+
+class JepaAttention(nn.Module):
+    def __init__(self, dim, num_heads):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(B, N, C))
+
+
+class JepaBlock(nn.Module):
+    def __init__(self, dim, num_heads):
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(dim), JepaAttention(dim, num_heads)
+        self.norm2, self.mlp = nn.LayerNorm(dim), JepaMlp(dim, 4 * dim)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class VJepaPooler(nn.Module):
+    def __init__(self, dim, num_heads, depth, use_proj, prefix):
+        super().__init__()
+        self.prefix, self.use_proj = prefix, use_proj
+        self.query_tokens = nn.Parameter(torch.zeros(1, 1, dim))
+        self.cross_attention_block = JepaCrossAttentionBlock(dim, num_heads, use_proj)
+        self.blocks = nn.ModuleList([JepaBlock(dim, num_heads) for _ in range(depth - 1)])
+
+    def forward_with_map(self, tokens):
+        x = tokens[:, self.prefix:]
+        q = self.query_tokens.repeat(len(x), 1, 1)
+        q, xattn = self.cross_attention_block(q, x)
+        for block in self.blocks:
+            q = block(q)
+        return q.squeeze(1), xattn.squeeze(2)
+
+    def named(self):
+        names = {"pool.query_tokens": self.query_tokens}
+        for name, param in self.named_parameters():
+            if name != "query_tokens" and (self.use_proj or "xattn.proj" not in name):
+                names["pool." + name] = param
+        return names
 
 
 def perturb_(module, generator):
     """Non-trivial values for every parameter: LayerNorm gains 1 + 0.2 noise, everything else larger than
-    PyTorch's initialisation (queries included)."""
+    PyTorch's initialisation (queries included); BatchNorm running statistics away from 0 and 1."""
     with torch.no_grad():
         for name, param in module.named_parameters():
             noise = torch.randn(param.shape, generator=generator)
-            if name.startswith("norm.") and name.endswith("weight"):
+            parts = name.split(".")
+            if len(parts) > 1 and parts[-2].startswith("norm") and parts[-1] == "weight":
                 param.copy_(1.0 + 0.2 * noise)
             else:
                 param.copy_(noise * (0.5 if param.dim() > 1 else 0.3))
+        for name, buffer in module.named_buffers():
+            if name.endswith("running_mean"):
+                buffer.copy_(0.3 * torch.randn(buffer.shape, generator=generator))
+            elif name.endswith("running_var"):
+                buffer.copy_(0.5 + torch.rand(buffer.shape, generator=generator))
 
 
 class Head(nn.Module):
@@ -227,6 +347,13 @@ class Head(nn.Module):
         names.update({"linear.weight": self.linear.weight, "linear.bias": self.linear.bias})
         return names
 
+    def named_buffers_state(self):
+        names = {}
+        if self.pooling is not None and hasattr(self.pooling, "named_buffers_state"):
+            names.update(self.pooling.named_buffers_state())
+        names.update({"bn.running_mean": self.bn.running_mean, "bn.running_var": self.bn.running_var})
+        return names
+
 
 HEAD_CASES = [
     # (case, --heads spec, prefix tokens)
@@ -236,21 +363,37 @@ HEAD_CASES = [
     ("abmilp_full", "abmilp:depth=2,act=tanh,sa=both,cond=pe,content=all", 3),
     ("abmilp_map", "abmilp:depth=2,sa=map", 1),
     ("abmilp_pe_registers", "abmilp:cond=pe", 3),
-    ("ep", "ep:4", 1), ("simpool", "simpool", 1), ("mhca", "mhca", 1), ("mhca_registers", "mhca", 3),
+    ("ep", "ep:4", 1), ("simpool", "simpool", 1),
+    # issue 16: EP's d_out and `_all` bag, the EP repository's AIM pooler, V-JEPA's AttentivePooler
+    ("ep_dout", "ep:4,d_out=2", 1), ("ep_all", "ep_all:4", 1), ("ep_all_registers", "ep_all:2,d_out=2", 3),
+    ("aim", "aim:heads=4", 1), ("aim_default_heads_registers", "aim", 3),
+    ("vjepa", "vjepa:heads=4", 1), ("vjepa_deep_registers", "vjepa:heads=2,depth=3", 3),
+    ("vjepa_no_proj", "vjepa:heads=4,proj=off", 1),
 ]
 
 
+def parse_spec(spec):
+    """'ep_all:2,d_out=2' -> ('ep_all', '2', {'d_out': '2'}): the head word, a leading size, key=value options."""
+    word, _, argument = spec.partition(":")
+    items = [item for item in argument.split(",") if item]
+    size = items.pop(0) if items and "=" not in items[0] else None
+    return word, size, dict(item.split("=") for item in items)
+
+
 def make_pooling(spec, prefix):
-    if spec.startswith("abmilp"):
-        options = dict(item.split("=") for item in spec.split(":", 1)[1].split(",")) if ":" in spec else {}
+    word, size, options = parse_spec(spec)
+    if word == "abmilp":
         return Abmilp(DIM, int(options.get("depth", 1)), options.get("act", "relu"), options.get("sa", "none"),
                       options.get("cond", "none"), options.get("content", "patch"), prefix)
-    if spec.startswith("ep:"):
-        return EfficientProbing(DIM, int(spec[3:]), prefix)
-    if spec == "simpool":
+    if word in ("ep", "ep_all"):
+        return EfficientProbing(DIM, int(size), prefix, int(options.get("d_out", 1)), word == "ep_all")
+    if word == "simpool":
         return SimPool(DIM, prefix)
-    if spec == "mhca":
-        return CrossAttentionPool(DIM, NUM_HEADS, prefix)
+    if word == "aim":
+        return AimPooler(DIM, int(options.get("heads", 16)), prefix)
+    if word == "vjepa":
+        return VJepaPooler(DIM, int(options.get("heads", 16)), int(options.get("depth", 1)),
+                           options.get("proj", "on") == "on", prefix)
     return None
 
 
@@ -276,15 +419,15 @@ def write_head_case(outdir, case, spec, prefix, seed):
     pooling = make_pooling(spec, prefix)
     if pooling is not None:
         perturb_(pooling, generator)
-    feature_dim = 2 * DIM if spec == "cls+mean" else DIM
+    feature_dim = 2 * DIM if spec == "cls+mean" else getattr(pooling, "out_dim", DIM)
     head = Head(spec, pooling, feature_dim, generator).train()
     save(folder, "tokens", tokens)
     save(folder, "attention", attention)
     save(folder, "labels", labels)
     for name, value in head.named_state().items():
         save(folder, f"init.{name}", value)
-    save(folder, "init.bn.running_mean", head.bn.running_mean)
-    save(folder, "init.bn.running_var", head.bn.running_var)
+    for name, value in head.named_buffers_state().items():
+        save(folder, f"init.{name}", value)
     logits, weights = head(tokens, fixed_features(tokens, attention, prefix))
     loss = F.cross_entropy(logits, labels)
     loss.backward()
@@ -292,15 +435,17 @@ def write_head_case(outdir, case, spec, prefix, seed):
     save(folder, "loss", loss.reshape(1))
     for name, value in head.named_state().items():
         save(folder, f"grad.{name}", value.grad)
-    save(folder, "after.bn.running_mean", head.bn.running_mean)
-    save(folder, "after.bn.running_var", head.bn.running_var)
-    if weights is not None:
-        save(folder, "pooling_weights", weights)
+    for name, value in head.named_buffers_state().items():
+        save(folder, f"after.{name}", value)
     with torch.no_grad():
         head.eval()
-        save(folder, "eval_logits", head(tokens, fixed_features(tokens, attention, prefix))[0])
+        eval_logits, eval_weights = head(tokens, fixed_features(tokens, attention, prefix))
+        save(folder, "eval_logits", eval_logits)
+    if eval_weights is not None:
+        save(folder, "pooling_weights", eval_weights)
     return {"spec": spec, "layout": layout(prefix), "num_classes": NUM_CLASSES,
-            "gradients": sorted(head.named_state()), "has_pooling_weights": weights is not None}
+            "gradients": sorted(head.named_state()), "buffers": sorted(head.named_buffers_state()),
+            "has_pooling_weights": weights is not None}
 
 
 # ---- optimizers: MAE util/lars.py and util/lr_sched.py, restated

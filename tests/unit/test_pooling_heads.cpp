@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 
 #include "common/errors.h"
 #include "probe/head_io.h"
@@ -48,8 +49,12 @@ TEST_F(PoolingHeads, MapsAndPooledFeaturesAreTheHeadsOwn) {
   save("abmilp", 0, true);
   save("ep:4", 1, false);
   save("cls", 1, true);  // weights no patches: skipped
+  // issue 16: one map per query (ep_all, the [cls] weight left out) or per pooler head (aim, vjepa).
+  save("ep_all:2,d_out=2", 1, false);
+  save("aim:heads=2", 1, false);
+  save("vjepa:heads=4,depth=2", 1, false);
   const auto sources = load_pooling_heads(dir_.string(), encoder_);
-  ASSERT_EQ(sources.size(), 2u);
+  ASSERT_EQ(sources.size(), 5u);
   auto generator = at::detail::createCPUGenerator(3);
   const auto tokens = at::randn({4, layout_.num_tokens(), layout_.embed_dim}, generator);
   for (const auto& source : sources) {
@@ -63,14 +68,22 @@ TEST_F(PoolingHeads, MapsAndPooledFeaturesAreTheHeadsOwn) {
                                         encoder_->config().norm_eps);
     } else {
       EXPECT_EQ(source->input_block(), 1);
-      EXPECT_EQ(source->map_names().size(), 4u);
+      const std::map<std::string, size_t> maps = {
+          {"ep:4", 4}, {"ep_all:2,d_out=2", 2}, {"aim:heads=2", 2}, {"vjepa:heads=4,depth=2", 4}};
+      EXPECT_EQ(source->map_names().size(), maps.at(source->name()));
     }
     const auto expected = pooling_weights(*loaded.head, reference_tokens);
     const auto weights = source->patch_weights(tokens, {});
     ASSERT_EQ(weights.dim(), 3);
     EXPECT_EQ(weights.size(1), static_cast<int64_t>(source->map_names().size()));
+    EXPECT_EQ(weights.size(2), layout_.num_patches());
     EXPECT_TRUE(at::allclose(weights.reshape(expected.sizes()), expected, 1e-5, 1e-6));
-    EXPECT_TRUE(at::allclose(weights.sum(-1), at::ones({4, weights.size(1)}), 1e-5, 1e-5));
+    const auto sums = weights.sum(-1);
+    if (loaded.head->spec().reads_prefix_tokens()) {  // ep_all: the [cls] keeps a share
+      EXPECT_TRUE((sums < 1).all().item<bool>());
+    } else {
+      EXPECT_TRUE(at::allclose(sums, at::ones({4, weights.size(1)}), 1e-5, 1e-5));
+    }
     auto features = compute_features(reference_tokens, {}, layout_, {"tokens"});
     add_patch_tokens(features, layout_);
     EXPECT_TRUE(at::allclose(source->pooled(tokens, {}), loaded.head->pool(features), 1e-5, 1e-6));

@@ -49,6 +49,35 @@ TEST(ProbeHeadSpec, CanonicalNamesLeaveDefaultsOut) {
   EXPECT_EQ(parse_head_spec("abmilp:depth=1,act=relu,sa=none").name, "abmilp");
   EXPECT_EQ(parse_head_spec("abmilp:content=all,sa=both").name, "abmilp:sa=both,content=all");
   EXPECT_EQ(parse_head_spec("knn:feature=cls").name, "knn");
+  EXPECT_EQ(parse_head_spec("ep:32,d_out=1").name, "ep:32");
+  EXPECT_EQ(parse_head_spec("aim:heads=16").name, "aim");
+  EXPECT_EQ(parse_head_spec("vjepa:proj=off,depth=1,heads=8").name, "vjepa:heads=8,proj=off");
+}
+
+TEST(ProbeHeadSpec, OfficialPoolersOfIssue16) {
+  const auto specs = parse_head_list("ep:8,d_out=2,ep_all:4,aim,aim:heads=12;vjepa,vjepa:heads=6,depth=2,proj=off");
+  ASSERT_EQ(specs.size(), 6u);
+  EXPECT_EQ(specs[0].name, "ep:8,d_out=2");
+  EXPECT_EQ(specs[0].d_out, 2);
+  EXPECT_EQ(specs[0].content, "patch");
+  EXPECT_EQ(specs[1].kind, HeadKind::EfficientProbing);
+  EXPECT_EQ(specs[1].name, "ep_all:4");
+  EXPECT_EQ(specs[1].content, "all");
+  EXPECT_TRUE(specs[1].reads_prefix_tokens());
+  EXPECT_EQ(head_kind_name(specs[1].kind), "ep");
+  EXPECT_EQ(specs[2].kind, HeadKind::Aim);
+  EXPECT_EQ(specs[2].heads, 16);  // the EP repository's --num_heads default
+  EXPECT_EQ(specs[3].heads, 12);
+  EXPECT_EQ(specs[4].kind, HeadKind::VJepa);
+  EXPECT_EQ(specs[4].depth, 1);
+  EXPECT_TRUE(specs[4].proj);
+  EXPECT_EQ(specs[5].name, "vjepa:heads=6,depth=2,proj=off");
+  EXPECT_FALSE(specs[5].proj);
+  for (const auto& spec : specs) EXPECT_EQ(parse_head_spec(spec.name).name, spec.name);
+  EXPECT_EQ(specs[0].num_pooling_maps(), 8);
+  EXPECT_EQ(specs[3].num_pooling_maps(), 12);
+  EXPECT_TRUE(specs[4].weights_patches());
+  EXPECT_FALSE(parse_head_spec("cls").weights_patches());
 }
 
 TEST(ProbeHeadSpec, RejectsBadHeadsWithTheirText) {
@@ -62,8 +91,17 @@ TEST(ProbeHeadSpec, RejectsBadHeadsWithTheirText) {
   };
   EXPECT_NE(message("gem").find("unknown head 'gem'"), std::string::npos);
   EXPECT_NE(message("abmilp:depth=3").find("depth=3"), std::string::npos);
-  EXPECT_NE(message("ep").find("needs a size"), std::string::npos);
+  EXPECT_NE(message("ep").find("number of queries"), std::string::npos);
+  EXPECT_NE(message("ep:d_out=2").find("number of queries"), std::string::npos);
   EXPECT_NE(message("ep:0").find("positive integer"), std::string::npos);
+  EXPECT_NE(message("ep:8,d_out=0").find("positive integer"), std::string::npos);
+  EXPECT_NE(message("ep:8,depth=2").find("unknown ep option 'depth'"), std::string::npos);
+  EXPECT_NE(message("aim:depth=2").find("unknown aim option 'depth'"), std::string::npos);
+  EXPECT_NE(message("vjepa:proj=maybe").find("proj=maybe"), std::string::npos);
+  EXPECT_NE(message("vjepa:heads=x").find("'x'"), std::string::npos);
+  const auto removed = message("mhca");
+  EXPECT_NE(removed.find("'aim'"), std::string::npos) << removed;
+  EXPECT_NE(removed.find("'vjepa'"), std::string::npos) << removed;
   EXPECT_NE(message("cls,cls").find("given twice"), std::string::npos);
   EXPECT_NE(message("depth=2,cls").find("has no head"), std::string::npos);
   EXPECT_NE(message("abmilp:colour=red").find("unknown abmilp option"), std::string::npos);
@@ -108,12 +146,19 @@ TEST(ProbeFeatures, HeadsThatNeedAClassTokenRefuseEncodersWithout) {
   EXPECT_NO_THROW(check_head_fits(parse_head_spec("mean"), layout));
   EXPECT_NO_THROW(check_head_fits(parse_head_spec("abmilp"), layout));
   EXPECT_THROW(check_head_fits(parse_head_spec("ep:5"), layout), BadInput);  // 16 not divisible by 5
+  EXPECT_THROW(check_head_fits(parse_head_spec("ep_all:4"), layout), BadInput);  // its bag holds the [cls]
+  EXPECT_NO_THROW(check_head_fits(parse_head_spec("ep:4,d_out=4"), layout));
+  EXPECT_THROW(check_head_fits(parse_head_spec("ep:4,d_out=8"), layout), BadInput);  // 16 not divisible by 32
+  EXPECT_THROW(check_head_fits(parse_head_spec("aim:heads=5"), layout), BadInput);
+  EXPECT_THROW(check_head_fits(parse_head_spec("vjepa:heads=32"), layout), BadInput);
+  EXPECT_NO_THROW(check_head_fits(parse_head_spec("vjepa"), layout));  // 16 heads of width 1
 }
 
 TEST(ProbeHeads, EveryKindGivesLogitsAndPoolingWeights) {
   const auto layout = small_layout(2);
   const auto specs = parse_head_list("cls,mean,cls+mean,center:2,cattn:2,attn-mean,attn-minent,abmilp,"
-                                     "abmilp:depth=2,sa=both,cond=pe,content=all,ep:4,simpool,mhca");
+                                     "abmilp:depth=2,sa=both,cond=pe,content=all,ep:4,ep_all:4,d_out=2,simpool,"
+                                     "aim:heads=4,vjepa:heads=2,depth=2");
   const auto features = random_features(layout, specs);
   for (const auto& spec : specs) {
     SCOPED_TRACE(spec.name);
@@ -128,8 +173,10 @@ TEST(ProbeHeads, EveryKindGivesLogitsAndPoolingWeights) {
     EXPECT_EQ(weights.size(0), 5);
     EXPECT_EQ(weights.size(-1), layout.num_patches());
     if (spec.kind == HeadKind::EfficientProbing) EXPECT_EQ(weights.size(1), 4);
-    if (spec.kind == HeadKind::MultiHeadCrossAttention) EXPECT_EQ(weights.size(1), 4);
-    if (spec.content != "all") EXPECT_LT((weights.sum(-1) - 1).abs().max().item<double>(), 1e-5);
+    if (spec.kind == HeadKind::Aim) EXPECT_EQ(weights.size(1), 4);
+    if (spec.kind == HeadKind::VJepa) EXPECT_EQ(weights.size(1), 2);
+    if (spec.d_out == 2) EXPECT_EQ(head.feature_dim(), 8);
+    if (!spec.reads_prefix_tokens()) EXPECT_LT((weights.sum(-1) - 1).abs().max().item<double>(), 1e-5);
   }
 }
 
@@ -179,6 +226,31 @@ TEST(ProbeHeadIo, SavedHeadLoadsBackWithTheSameOutputs) {
   EXPECT_TRUE(at::allclose(loaded.head->forward(features, false), head.forward(features, false)));
   EXPECT_EQ(find_head_folders(dir.path()), std::vector<std::string>{folder});
   EXPECT_EQ(find_head_folders(folder), std::vector<std::string>{folder});
+}
+
+TEST(ProbeHeadIo, AimBatchNormStatisticsAreSavedAndUsedAtEvaluation) {
+  probe_test::ScratchDir dir;
+  const auto layout = small_layout();
+  const auto spec = parse_head_spec("aim:heads=4");
+  ProbeHead head(spec, layout, 4, 9);
+  const auto features = random_features(layout, {spec});
+  const auto& names = head.buffers();
+  ASSERT_EQ(names.size(), 4u);
+  EXPECT_EQ(names[0].first, "pool.bn.running_mean");
+  EXPECT_EQ(names[1].first, "pool.bn.running_var");
+  const auto before = names[0].second.clone();
+  const auto training = head.forward(features, true);
+  EXPECT_FALSE(at::equal(before, head.buffers()[0].second));  // the token statistics moved
+  at::NoGradGuard no_grad;
+  const auto evaluation = head.forward(features, false);
+  EXPECT_FALSE(at::allclose(training, evaluation));  // batch statistics versus running ones
+  const nlohmann::json config = {{"format", "vitprobe-head"}, {"version", 1}, {"head", spec.name},
+                                 {"layout", layout_to_json(layout)}, {"num_classes", 4}};
+  const auto folder = dir.path() + "/" + head_folder_name(spec.name);
+  save_head(folder, head.state(), config);
+  const auto loaded = load_head(folder);
+  EXPECT_TRUE(at::allclose(loaded.head->forward(features, false), evaluation));
+  EXPECT_TRUE(at::equal(loaded.head->buffers()[0].second, head.buffers()[0].second));
 }
 
 TEST(ProbeFileHash, Sha256KnownAnswers) {

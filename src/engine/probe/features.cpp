@@ -83,7 +83,8 @@ bool needs_attention(const std::set<std::string>& features) {
 void check_head_fits(const HeadSpec& spec, const TokenLayout& layout) {
   const bool reads_cls = spec.kind == HeadKind::Cls || spec.kind == HeadKind::ClsMean ||
                          spec.kind == HeadKind::AttentionMean || spec.kind == HeadKind::AttentionMinEntropy ||
-                         (spec.kind == HeadKind::Knn && spec.knn_feature != "mean");
+                         (spec.kind == HeadKind::Knn && spec.knn_feature != "mean") ||
+                         (spec.kind == HeadKind::EfficientProbing && spec.content == "all");
   if (reads_cls && !layout.class_token) {
     throw BadInput("head '" + spec.name + "' needs a [cls] token, which this encoder does not have");
   }
@@ -91,14 +92,15 @@ void check_head_fits(const HeadSpec& spec, const TokenLayout& layout) {
     throw BadInput("head '" + spec.name + "': the central window is larger than the " +
                    std::to_string(layout.grid_size) + "x" + std::to_string(layout.grid_size) + " patch grid");
   }
-  if (spec.kind == HeadKind::EfficientProbing && layout.embed_dim % spec.size != 0) {
+  // EP splits v = Linear(D, D / d_out) into M equal chunks (poolings/ep.py: reshape to C // (d_out * M)).
+  if (spec.kind == HeadKind::EfficientProbing && layout.embed_dim % (int64_t{spec.size} * spec.d_out) != 0) {
     throw BadInput("head '" + spec.name + "': the width " + std::to_string(layout.embed_dim) +
-                   " is not divisible by the number of queries " + std::to_string(spec.size));
+                   " is not divisible by the number of queries " + std::to_string(spec.size) +
+                   (spec.d_out == 1 ? "" : " times d_out " + std::to_string(spec.d_out)));
   }
-  if (spec.kind == HeadKind::MultiHeadCrossAttention &&
-      (layout.num_encoder_heads <= 0 || layout.embed_dim % layout.num_encoder_heads != 0)) {
+  if ((spec.kind == HeadKind::Aim || spec.kind == HeadKind::VJepa) && layout.embed_dim % spec.heads != 0) {
     throw BadInput("head '" + spec.name + "': the width " + std::to_string(layout.embed_dim) +
-                   " is not divisible by the encoder's " + std::to_string(layout.num_encoder_heads) + " heads");
+                   " is not divisible by heads=" + std::to_string(spec.heads));
   }
 }
 

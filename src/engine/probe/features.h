@@ -20,7 +20,7 @@ struct TokenLayout {
   int num_prefix_tokens = 0;  // [cls] (if any) then registers, before the patches
   bool class_token = true;
   int grid_size = 0;          // patches per side; patches are row-major
-  int num_encoder_heads = 0;  // heads of mhca
+  int num_encoder_heads = 0;  // attention heads of the encoder's blocks
 
   int64_t num_patches() const { return static_cast<int64_t>(grid_size) * grid_size; }
   int64_t num_tokens() const { return num_prefix_tokens + num_patches(); }
@@ -54,8 +54,9 @@ std::vector<std::string> required_features(const HeadSpec& spec);
 std::set<std::string> required_features(const std::vector<HeadSpec>& specs);
 bool needs_attention(const std::set<std::string>& features);
 
-/// Checks that the encoder can give what `spec` needs ([cls] for cls heads, a grid of at least NxN, D divisible
-/// by the number of EP queries); throws BadInput naming the head.
+/// Checks that the encoder can give what `spec` needs ([cls] for cls heads and ep_all, a grid of at least NxN,
+/// D divisible by the number of EP queries times d_out, and by the heads of aim and vjepa); throws BadInput
+/// naming the head.
 void check_head_fits(const HeadSpec& spec, const TokenLayout& layout);
 
 /// Computes the named features from the probed block's tokens (B, T, D) and, for the attention-weighted

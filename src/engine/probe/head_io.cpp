@@ -48,7 +48,9 @@ nlohmann::json spec_options_json(const HeadSpec& spec) {
   switch (spec.kind) {
     case HeadKind::Center:
     case HeadKind::CenterAttention: return {{"size", spec.size}};
-    case HeadKind::EfficientProbing: return {{"num_queries", spec.size}};
+    case HeadKind::EfficientProbing: return {{"num_queries", spec.size}, {"d_out", spec.d_out}, {"content", spec.content}};
+    case HeadKind::Aim: return {{"heads", spec.heads}};
+    case HeadKind::VJepa: return {{"heads", spec.heads}, {"depth", spec.depth}, {"proj", spec.proj}};
     case HeadKind::Abmilp:
       return {{"depth", spec.depth}, {"act", spec.act}, {"sa", spec.sa}, {"cond", spec.cond}, {"content", spec.content}};
     case HeadKind::Knn: return {{"feature", spec.knn_feature}};

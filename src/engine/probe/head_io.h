@@ -5,7 +5,7 @@
 // name is the head name with ':' and ',' turned into '_' (e.g. heads/abmilp_depth=2_act=tanh/).
 // Each head folder has two files:
 //   head.safetensors  float32 tensors, names as in probe/heads.h:
-//                       pool.*                  the learned pooling (abmilp, ep, simpool, mhca; see probe/poolers.h)
+//                       pool.*                  the learned pooling (abmilp, ep, simpool, aim, vjepa; see probe/poolers.h)
 //                       bn.running_mean, bn.running_var   (F)
 //                       linear.weight (C, F), linear.bias (C)
 //                     The safetensors metadata holds the same config under "vitprobe_head_config".

@@ -20,8 +20,10 @@ const std::map<std::string, HeadKind>& kinds_by_name() {
       {"attn-minent", HeadKind::AttentionMinEntropy},
       {"abmilp", HeadKind::Abmilp},
       {"ep", HeadKind::EfficientProbing},
+      {"ep_all", HeadKind::EfficientProbing},
       {"simpool", HeadKind::SimPool},
-      {"mhca", HeadKind::MultiHeadCrossAttention},
+      {"aim", HeadKind::Aim},
+      {"vjepa", HeadKind::VJepa},
       {"knn", HeadKind::Knn},
   };
   return kinds;
@@ -41,7 +43,7 @@ int parse_positive(const std::string& value, const std::string& head) {
     if (used == value.size() && number > 0) return number;
   } catch (const std::exception&) {
   }
-  throw BadInput("head '" + head + "': expected a positive integer after ':', got '" + value + "'");
+  throw BadInput("head '" + head + "': expected a positive integer, got '" + value + "'");
 }
 
 void check_choice(const std::string& head, const std::string& key, const std::string& value,
@@ -70,6 +72,49 @@ std::map<std::string, std::string> parse_options(const std::string& head, const 
   return options;
 }
 
+// The canonical option text: only what differs from the defaults, in the order given.
+class CanonicalOptions {
+ public:
+  void add(const std::string& key, const std::string& value, const std::string& fallback) {
+    if (value != fallback) text_ += (text_.empty() ? "" : ",") + key + "=" + value;
+  }
+  const std::string& text() const { return text_; }
+
+ private:
+  std::string text_;
+};
+
+// ep:M[,d_out=K] and ep_all:M[,d_out=K] (EP repository: --cls_features ep / ep_all, --ep_queries, --d_out).
+HeadSpec parse_efficient_probing(const std::string& text, const std::string& word, const std::string& argument) {
+  const auto comma = argument.find(',');
+  const std::string size = trim(argument.substr(0, comma));
+  if (size.empty() || size.find('=') != std::string::npos) {
+    throw BadInput("head '" + text + "': needs a size, the number of queries, first, e.g. " + word + ":32");
+  }
+  HeadSpec spec;
+  spec.kind = HeadKind::EfficientProbing;
+  spec.size = parse_positive(size, text);
+  spec.content = word == "ep_all" ? "all" : "patch";
+  const std::string rest = comma == std::string::npos ? "" : argument.substr(comma + 1);
+  for (const auto& [key, value] : parse_options(text, rest)) {
+    if (key != "d_out") throw BadInput("head '" + text + "': unknown " + word + " option '" + key + "' (d_out)");
+    spec.d_out = parse_positive(value, text);
+  }
+  spec.name = word + ":" + std::to_string(spec.size) + (spec.d_out == 1 ? "" : ",d_out=" + std::to_string(spec.d_out));
+  return spec;
+}
+
+// The canonical name lists only what differs from the defaults, in a fixed order.
+std::string abmilp_name(const HeadSpec& spec) {
+  CanonicalOptions options;
+  options.add("depth", std::to_string(spec.depth), "1");
+  options.add("act", spec.act, "relu");
+  options.add("sa", spec.sa, "none");
+  options.add("cond", spec.cond, "none");
+  options.add("content", spec.content, "patch");
+  return options.text().empty() ? "abmilp" : "abmilp:" + options.text();
+}
+
 HeadSpec parse_abmilp(const std::string& text, const std::string& option_text) {
   HeadSpec spec;
   spec.kind = HeadKind::Abmilp;
@@ -93,17 +138,35 @@ HeadSpec parse_abmilp(const std::string& text, const std::string& option_text) {
       throw BadInput("head '" + text + "': unknown abmilp option '" + key + "' (depth, act, sa, cond, content)");
     }
   }
-  // The canonical name lists only what differs from the defaults, in a fixed order.
-  std::string options;
-  const auto add = [&](const std::string& key, const std::string& value, const std::string& fallback) {
-    if (value != fallback) options += (options.empty() ? "" : ",") + key + "=" + value;
-  };
-  add("depth", std::to_string(spec.depth), "1");
-  add("act", spec.act, "relu");
-  add("sa", spec.sa, "none");
-  add("cond", spec.cond, "none");
-  add("content", spec.content, "patch");
-  spec.name = options.empty() ? "abmilp" : "abmilp:" + options;
+  spec.name = abmilp_name(spec);
+  return spec;
+}
+
+// aim[:heads=H] and vjepa[:heads=H,depth=L,proj=on|off].
+HeadSpec parse_attentive(const std::string& text, const std::string& word, const std::string& argument) {
+  HeadSpec spec;
+  spec.kind = word == "aim" ? HeadKind::Aim : HeadKind::VJepa;
+  const bool vjepa = spec.kind == HeadKind::VJepa;
+  for (const auto& [key, value] : parse_options(text, argument)) {
+    if (key == "heads") {
+      spec.heads = parse_positive(value, text);
+    } else if (vjepa && key == "depth") {
+      spec.depth = parse_positive(value, text);
+    } else if (vjepa && key == "proj") {
+      check_choice(text, key, value, {"on", "off"});
+      spec.proj = value == "on";
+    } else {
+      throw BadInput("head '" + text + "': unknown " + word + " option '" + key + "' (" +
+                     (vjepa ? "heads, depth, proj" : "heads") + ")");
+    }
+  }
+  CanonicalOptions options;
+  options.add("heads", std::to_string(spec.heads), "16");
+  if (vjepa) {
+    options.add("depth", std::to_string(spec.depth), "1");
+    options.add("proj", spec.proj ? "on" : "off", "on");
+  }
+  spec.name = options.text().empty() ? word : word + ":" + options.text();
   return spec;
 }
 
@@ -111,7 +174,22 @@ HeadSpec parse_abmilp(const std::string& text, const std::string& option_text) {
 
 bool HeadSpec::learned_pooling() const {
   return kind == HeadKind::Abmilp || kind == HeadKind::EfficientProbing || kind == HeadKind::SimPool ||
-         kind == HeadKind::MultiHeadCrossAttention;
+         kind == HeadKind::Aim || kind == HeadKind::VJepa;
+}
+
+bool HeadSpec::reads_prefix_tokens() const {
+  return (kind == HeadKind::Abmilp || kind == HeadKind::EfficientProbing) && content == "all";
+}
+
+bool HeadSpec::weights_patches() const {
+  return learned_pooling() || kind == HeadKind::CenterAttention || kind == HeadKind::AttentionMean ||
+         kind == HeadKind::AttentionMinEntropy;
+}
+
+int HeadSpec::num_pooling_maps() const {
+  if (kind == HeadKind::EfficientProbing) return size;
+  if (kind == HeadKind::Aim || kind == HeadKind::VJepa) return heads;
+  return 1;
 }
 
 bool HeadSpec::needs_attention() const {
@@ -121,7 +199,7 @@ bool HeadSpec::needs_attention() const {
 
 std::string head_kind_name(HeadKind kind) {
   for (const auto& [name, value] : kinds_by_name()) {
-    if (value == kind) return name;
+    if (value == kind && name != "ep_all") return name;
   }
   return "?";
 }
@@ -131,6 +209,10 @@ HeadSpec parse_head_spec(const std::string& raw) {
   const auto colon = text.find(':');
   const std::string word = text.substr(0, colon);
   const std::string argument = colon == std::string::npos ? "" : text.substr(colon + 1);
+  if (word == "mhca") {
+    throw BadInput("head 'mhca' was replaced by the two official poolers it mixed: 'aim' (the EP repository's AIM "
+                   "pooler) and 'vjepa' (V-JEPA's AttentivePooler); heads saved as mhca cannot be loaded");
+  }
   const auto found = kinds_by_name().find(word);
   if (found == kinds_by_name().end()) {
     throw BadInput("unknown head '" + text + "' (known: " + head_syntax_help() + ")");
@@ -138,9 +220,13 @@ HeadSpec parse_head_spec(const std::string& raw) {
   HeadSpec spec;
   spec.kind = found->second;
   switch (spec.kind) {
+    case HeadKind::EfficientProbing:
+      return parse_efficient_probing(text, word, argument);
+    case HeadKind::Aim:
+    case HeadKind::VJepa:
+      return parse_attentive(text, word, argument);
     case HeadKind::Center:
     case HeadKind::CenterAttention:
-    case HeadKind::EfficientProbing:
       if (argument.empty()) throw BadInput("head '" + text + "': needs a size, e.g. " + word + ":4");
       spec.size = parse_positive(argument, text);
       spec.name = word + ":" + std::to_string(spec.size);
@@ -195,7 +281,8 @@ std::vector<HeadSpec> parse_head_list(const std::string& text) {
 
 std::string head_syntax_help() {
   return "cls, mean, cls+mean, center:N, cattn:N, attn-mean, attn-minent, "
-         "abmilp[:depth=1|2,act=relu|tanh,sa=none|map|both,cond=none|pe,content=patch|all], ep:M, simpool, mhca, "
+         "abmilp[:depth=1|2,act=relu|tanh,sa=none|map|both,cond=none|pe,content=patch|all], ep:M[,d_out=K], "
+         "ep_all:M[,d_out=K], simpool, aim[:heads=16], vjepa[:heads=16,depth=1,proj=on|off], "
          "knn[:feature=cls|mean|cls+mean]";
 }
 

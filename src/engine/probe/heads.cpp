@@ -72,12 +72,13 @@ ProbeHead::ProbeHead(HeadSpec spec, TokenLayout layout, int64_t num_classes, uin
   for (auto& [name, tensor] : parameters()) tensor.requires_grad_(true);
 }
 
-at::Tensor ProbeHead::pool(const FeatureMap& features) const {
+at::Tensor ProbeHead::pool(const FeatureMap& features, bool training) const {
   if (pooling_) {
     const auto& tokens = feature(features, "tokens", spec_);
     const auto found = features.find("patches");
-    return pooling_->forward(tokens, found != features.end() ? found->second
-                                                             : tokens.slice(1, layout_.num_prefix_tokens).contiguous());
+    return pooling_->forward(tokens,
+                             found != features.end() ? found->second : tokens.slice(1, layout_.num_prefix_tokens).contiguous(),
+                             training);
   }
   const auto names = required_features(spec_);
   if (names.size() == 1) return feature(features, names.front(), spec_);
@@ -87,7 +88,7 @@ at::Tensor ProbeHead::pool(const FeatureMap& features) const {
 }
 
 at::Tensor ProbeHead::forward(const FeatureMap& features, bool training) {
-  const auto pooled = pool(features);
+  const auto pooled = pool(features, training);
   const auto normalised = at::batch_norm(pooled, {}, {}, running_mean_, running_var_, training, kBatchNormMomentum,
                                          kBatchNormEps, false);
   return at::linear(normalised, linear_weight_, linear_bias_);
@@ -109,7 +110,8 @@ std::vector<at::Tensor> forward_synchronised(const std::vector<ProbeHead*>& head
   std::vector<at::Tensor> pooled, parts;
   int64_t items = -1;
   for (auto* head : heads) {
-    pooled.push_back(head->pool(features));
+    // A pooling's own BatchNorm (aim) uses this rank's batch, as the EP repository, which has no SyncBatchNorm.
+    pooled.push_back(head->pool(features, true));
     const auto wide = pooled.back().to(at::kDouble);
     parts.push_back(wide.sum(0));
     parts.push_back((wide * wide).sum(0));
@@ -140,7 +142,11 @@ std::vector<NamedTensor> ProbeHead::parameters() const {
 }
 
 std::vector<NamedTensor> ProbeHead::buffers() const {
-  return {{"bn.running_mean", running_mean_}, {"bn.running_var", running_var_}};
+  std::vector<NamedTensor> named;
+  if (pooling_) named = pooling_->buffers();
+  named.emplace_back("bn.running_mean", running_mean_);
+  named.emplace_back("bn.running_var", running_var_);
+  return named;
 }
 
 std::vector<NamedTensor> ProbeHead::state() const {
@@ -200,8 +206,8 @@ at::Tensor pooling_weights(const ProbeHead& head, const at::Tensor& tokens_in, c
   if (tokens.size(1) == layout.num_tokens()) {
     return head.learned_pooling()->pooling_weights(tokens, tokens.slice(1, layout.num_prefix_tokens).contiguous());
   }
-  // Patch tokens only: the prefix slots are never read by these heads except abmilp content=all.
-  if (spec.kind == HeadKind::Abmilp && spec.content == "all" && layout.num_prefix_tokens > 0) {
+  // Patch tokens only: the prefix slots are never read by these heads except abmilp content=all and ep_all.
+  if (spec.reads_prefix_tokens() && layout.num_prefix_tokens > 0) {
     throw BadInput("pooling_weights: head '" + spec.name + "' reads the prefix tokens; pass all tokens (B, " +
                    std::to_string(layout.num_tokens()) + ", D)");
   }

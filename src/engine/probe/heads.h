@@ -7,7 +7,7 @@
 //   pool.*                          the learned pooling (probe/poolers.h), absent for fixed aggregations
 //   bn.running_mean, bn.running_var (F) float32, the BatchNorm statistics used at evaluation
 //   linear.weight (C, F), linear.bias (C)
-// F is D for every aggregation except cls+mean (2D).
+// F is D for every aggregation except cls+mean (2D) and ep with d_out=K (D / K).
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
@@ -48,8 +48,9 @@ class ProbeHead {
   /// Width F of the aggregated vector fed to BatchNorm.
   int64_t feature_dim() const { return feature_dim_; }
 
-  /// The aggregated features (B, F) before BatchNorm.
-  at::Tensor pool(const FeatureMap& features) const;
+  /// The aggregated features (B, F) before BatchNorm. training: a pooling's own BatchNorm (aim) uses the batch
+  /// statistics and updates its running ones; otherwise the running ones.
+  at::Tensor pool(const FeatureMap& features, bool training = false) const;
   /// Logits (B, C). training: BatchNorm uses the batch statistics and updates its running ones
   /// (momentum 0.1, unbiased variance, as torch.nn.BatchNorm1d); otherwise the running statistics.
   at::Tensor forward(const FeatureMap& features, bool training);
@@ -62,7 +63,7 @@ class ProbeHead {
 
   /// Trainable parameters (requires_grad), pooling first, then linear.weight, linear.bias.
   std::vector<NamedTensor> parameters() const;
-  /// bn.running_mean, bn.running_var.
+  /// The pooling's buffers (aim: pool.bn.running_mean, pool.bn.running_var), then bn.running_mean, bn.running_var.
   std::vector<NamedTensor> buffers() const;
   /// parameters() then buffers(): everything head.safetensors holds.
   std::vector<NamedTensor> state() const;
@@ -91,13 +92,14 @@ std::vector<at::Tensor> forward_synchronised(const std::vector<ProbeHead*>& head
                                              Communicator& communicator);
 
 /// Per-patch pooling weights of a head, for overlaying on the image (`vitprobe maps --heads-dir`):
-///   abmilp, simpool -> (B, n_patches); ep:M -> (B, M, n_patches); mhca -> (B, encoder heads, n_patches);
+///   abmilp, simpool -> (B, n_patches); ep:M, ep_all:M -> (B, M, n_patches); aim, vjepa -> (B, heads, n_patches);
 ///   mean -> uniform (B, n_patches); center:N -> the central window (B, n_patches);
 ///   cattn:N, attn-mean, attn-minent -> computed from `attention` (B, heads, T, T) of the probed block.
 /// `tokens` are the probed block's tokens as the head was trained on (after the final norm unless the head's
 /// config says final_norm off): all tokens (B, T, D), or the patch tokens alone (B, n_patches, D) for heads
-/// that do not read the prefix tokens. Rows sum to 1. Runs without autograd. Throws BadInput for cls, cls+mean
-/// and knn, which weight no patches.
+/// that do not read the prefix tokens. Rows sum to 1 (abmilp content=all and ep_all: the [cls] / prefix weights
+/// are dropped, so less). Runs without autograd; aim's BatchNorm uses its running statistics. Throws BadInput
+/// for cls, cls+mean and knn, which weight no patches.
 at::Tensor pooling_weights(const ProbeHead& head, const at::Tensor& tokens, const at::Tensor& attention = {});
 
 }  // namespace vitprobe

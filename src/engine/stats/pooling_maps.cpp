@@ -46,21 +46,6 @@ at::Tensor PoolingWeightSource::pooled_of(const ForwardResult& result) const {
 
 namespace {
 
-bool weights_patches(HeadKind kind) {
-  switch (kind) {
-    case HeadKind::CenterAttention:
-    case HeadKind::AttentionMean:
-    case HeadKind::AttentionMinEntropy:
-    case HeadKind::Abmilp:
-    case HeadKind::EfficientProbing:
-    case HeadKind::SimPool:
-    case HeadKind::MultiHeadCrossAttention:
-      return true;
-    default:
-      return false;
-  }
-}
-
 class ProbeHeadPooling final : public PoolingWeightSource {
  public:
   ProbeHeadPooling(LoadedHead loaded, std::shared_ptr<const VitEncoder> encoder)
@@ -95,7 +80,7 @@ class ProbeHeadPooling final : public PoolingWeightSource {
 
   std::vector<std::string> map_names() const override {
     const auto& spec = loaded_.head->spec();
-    const int64_t maps = count_maps();
+    const int64_t maps = spec.num_pooling_maps();
     if (maps == 1) return {spec.name};
     std::vector<std::string> names;
     const std::string unit = spec.kind == HeadKind::EfficientProbing ? " query " : " head ";
@@ -129,13 +114,6 @@ class ProbeHeadPooling final : public PoolingWeightSource {
                           config.norm_eps);
   }
 
-  int64_t count_maps() const {
-    const auto& spec = loaded_.head->spec();
-    if (spec.kind == HeadKind::EfficientProbing) return spec.size;
-    if (spec.kind == HeadKind::MultiHeadCrossAttention) return loaded_.head->layout().num_encoder_heads;
-    return 1;
-  }
-
   LoadedHead loaded_;
   std::shared_ptr<const VitEncoder> encoder_;
   int block_ = 0;
@@ -152,7 +130,7 @@ std::vector<std::unique_ptr<PoolingWeightSource>> load_pooling_heads(const std::
   std::vector<std::string> skipped;
   for (const auto& folder : find_head_folders(heads_dir)) {
     auto loaded = load_head(folder, encoder->weights().patch_weight.device());
-    if (!weights_patches(loaded.head->spec().kind)) {
+    if (!loaded.head->spec().weights_patches()) {
       skipped.push_back(loaded.head->spec().name);
       continue;
     }
@@ -170,8 +148,8 @@ std::vector<std::unique_ptr<PoolingWeightSource>> load_pooling_heads(const std::
   if (sources.empty()) {
     std::string names;
     for (const auto& name : skipped) names += (names.empty() ? "" : ", ") + name;
-    throw BadInput(heads_dir + ": no head that weights patches (abmilp, ep, simpool, mhca, cattn, attn-mean, "
-                   "attn-minent); found " + (names.empty() ? std::string("none") : names));
+    throw BadInput(heads_dir + ": no head that weights patches (abmilp, ep, ep_all, simpool, aim, vjepa, cattn, "
+                   "attn-mean, attn-minent); found " + (names.empty() ? std::string("none") : names));
   }
   return sources;
 }
