@@ -3,7 +3,11 @@
 # part of vitprobe_unit_tests.
 
 # Every statistic of stats.json against PyTorch/numpy on tiny [cls], register and no-[cls] models.
-vitprobe_py_test(golden.attn_stats.parity golden golden/attn_stats_parity.py)
+vitprobe_py_test(golden.attn_stats.parity golden golden/attn_stats_parity.py layouts)
+# The magnitude ratio before LayerScale (the official measure) and after it, on SimMIM / BEiT checkpoints whose
+# LayerScale gammas are far from 1, against the official model's layout (reference_simmim.py).
+vitprobe_py_test(golden.attn_stats.magnitude_before_layer_scale golden golden/attn_stats_parity.py
+                 magnitude-before-layer-scale)
 
 # The commands end to end on the real ViT-Tiny/16 and the 17 photos, other layouts, and bad inputs.
 foreach(check real bad-inputs)

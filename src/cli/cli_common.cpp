@@ -118,7 +118,7 @@ void add_device_option(CLI::App& app, std::string& device) {
 
 void add_load_options(CLI::App& app, LoadOptions& options) {
   app.add_option("--format", options.format, "Checkpoint key map: auto or one of timm, mae, dino, ibot, mocov3, "
-                                             "dinov2, ijepa, torchvision")
+                                             "dinov2, ijepa, torchvision, beit (simmim: the same)")
       ->capture_default_str()
       ->check(CLI::IsMember(format_names()));
   app.add_option("--arch", options.arch, "Architecture preset giving the head count, e.g. vit_base_patch16");

@@ -26,7 +26,13 @@ void print_text(const nlohmann::json& info) {
             << ", patch " << arch["patch_size"] << ", img " << arch["img_size"] << ", mlp " << arch["mlp_hidden_dim"]
             << ", qkv_bias " << arch["qkv_bias"] << ", [cls] " << arch["class_token"] << ", registers "
             << arch["num_registers"] << ", layer_scale " << arch["layer_scale"] << ", pos_embed "
-            << arch["pos_embed"].get<std::string>() << "\n"
+            << arch["pos_embed"].get<std::string>();
+  if (arch["rel_pos_bias"].get<bool>() || arch["shared_rel_pos_bias"].get<bool>()) {
+    std::cout << ", relative position bias "
+              << (arch["rel_pos_bias"].get<bool>() ? (arch["shared_rel_pos_bias"].get<bool>() ? "per block + shared" : "per block")
+                                                   : "shared");
+  }
+  std::cout << "\n"
             << "parameters:  " << info["num_params"] << " (encoder)\n";
   if (!info["classifier"].is_null()) std::cout << "classifier:  " << info["classifier"]["num_classes"] << " classes\n";
   std::cout << "ignored:     " << info["ignored_keys"].size() << " keys";

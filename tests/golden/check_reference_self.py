@@ -19,6 +19,7 @@ import torch
 
 from harness import Report, main_guard, max_abs_diff, min_token_cosine, work_dir
 from make_references import write_cases
+import reference_simmim
 from reference_vit import (ReferenceViT, VitConfig, get_2d_sincos_pos_embed, read_safetensors,
                            resample_abs_pos_embed, state_dict_from_torchvision, write_safetensors)
 
@@ -45,7 +46,12 @@ def encoder_from_checkpoint(root, case, container=None):
 
 
 def model_for(case, state):
-    """A ReferenceViT of the case's config, loaded strictly from state (minus keys the encoder ignores)."""
+    """A ReferenceViT of the case's config, loaded strictly from state (minus keys the encoder ignores); for
+    SimMIM / BEiT cases the official-layout reference_simmim model, loaded strictly from the whole state."""
+    if case.get("family") == "simmim":
+        config = reference_simmim.SimMIMConfig(**case["simmim_config"])
+        state = {k: v for k, v in state.items() if k != "mask_token"}
+        return reference_simmim.model_from_state(config, state)
     config = VitConfig(**case["config"])
     if case["args"][:1] == ["--img-size"]:
         config.img_size = int(case["args"][1])
@@ -63,7 +69,7 @@ def run_model(model, root, case, dtype=torch.float32):
     with torch.no_grad():
         outputs = model.to(dtype).forward_all(x.to(dtype))
     return {k: ([t.float().numpy() for t in v] if isinstance(v, list) else v.float().numpy())
-            for k, v in outputs.items()}
+            for k, v in outputs.items() if k != "magnitudes"}
 
 
 def compare_outputs(report, name, outputs, root, case):
@@ -95,11 +101,29 @@ def check_cases(report, root, cases):
             diff = max_abs_diff(run_model(decoy, root, case)["tokens"], outputs["tokens"])
             report.check(name, "decoy encoder gives other tokens", diff > DECOY_MIN_DIFF, f"{diff:.2e}",
                          f"> {DECOY_MIN_DIFF}")
+        if case.get("family") == "simmim":
+            check_timm_beit(report, name, root, case)
     resample = cases.get("resample")
     if resample:
         diff = max_abs_diff(np.load(root / resample["diagnostics"]["tokens_antialias"]),
                             np.load(root / resample["expected"]["tokens"]))
         report.check("resample", "antialias=True differs from expected", diff > 1e-3, f"{diff:.2e}", "> 1e-3")
+
+
+def check_timm_beit(report, name, root, case):
+    """timm's Beit, an independent implementation of the same layout, gives the expected tokens from the
+    checkpoint's weights; and the official relative position index equals timm's."""
+    from timm.models.beit import gen_relative_position_index
+
+    config = reference_simmim.SimMIMConfig(**case["simmim_config"])
+    state = {k: v for k, v in encoder_from_checkpoint(root, case).items() if k != "mask_token"}
+    model = reference_simmim.timm_beit(config, state)
+    tokens = reference_simmim.timm_beit_tokens(model, torch.from_numpy(np.load(root / case["input"]))).numpy()
+    diff = max_abs_diff(tokens, np.load(root / case["expected"]["tokens"]))
+    report.check(name, "timm Beit tokens vs expected", diff <= TOLERANCE, f"{diff:.2e}", TOLERANCE)
+    grid = config.grid_size
+    same = torch.equal(reference_simmim.relative_position_index(grid), gen_relative_position_index((grid, grid)))
+    report.check(name, "relative position index equals timm's", same)
 
 
 def _decoy_prefix(name):

@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer
 
+import reference_simmim
+from reference_simmim import SimMIMConfig, SimMIMViT
 from reference_vit import (Block, ReferenceViT, VitConfig, get_2d_sincos_pos_embed,
                            resample_abs_pos_embed, write_safetensors)
 
@@ -376,9 +378,74 @@ def case_mocov3(case_dir):
                     unwrap={"container": ["state_dict"], "prefix": "module.base_encoder."})
 
 
+def simmim_outputs(model, x):
+    """Expected outputs of the SimMIM reference (tokens after its norm, blocks, fp32 attention)."""
+    with torch.no_grad():
+        outputs = model.forward_all(x)
+    return {key: outputs[key] for key in ("tokens", "blocks", "attentions")}
+
+
+def simmim_arch(config, layer_scale=True):
+    """What `inspect` must report, in reference_vit's VitConfig terms."""
+    return VitConfig(img_size=config.img_size, patch_size=config.patch_size, embed_dim=config.embed_dim,
+                     depth=config.depth, num_heads=config.num_heads, mlp_ratio=config.mlp_ratio,
+                     qkv_bias=config.qkv_bias, layer_scale=layer_scale)
+
+
+def simmim_case(case_dir, *, description, checkpoint, config, model, x, **kwargs):
+    """describe() for a SimMIM / BEiT case: its reference is reference_simmim (family "simmim")."""
+    encoder = reference_simmim.encoder_state(model)
+    case = describe(case_dir, description=description, checkpoint=checkpoint, source="beit",
+                    config=simmim_arch(config), encoder=encoder, outputs=simmim_outputs(model, x), x=x, **kwargs)
+    case["family"] = "simmim"
+    case["arch"].update({"final_norm": not config.use_mean_pooling,
+                         "pos_embed": "learned" if config.use_abs_pos_emb else "none",
+                         "rel_pos_bias": config.use_rel_pos_bias, "shared_rel_pos_bias": config.use_shared_rel_pos_bias,
+                         "zero_k_bias": config.qkv_bias})
+    case["simmim_config"] = reference_simmim.describe_config(config)
+    case["num_params"] = reference_simmim.encoder_parameter_count(encoder)
+    return case
+
+
+def case_simmim(case_dir):
+    """SimMIM's pre-training checkpoint of the released ViT-B recipe (simmim_pretrain__vit_base__img224__800ep:
+    no absolute position embedding, one shared relative position bias, LayerScale, q/v biases, final norm)."""
+    config = SimMIMConfig()
+    model = reference_simmim.randomize_(SimMIMViT(config), seed=8)
+    reference_simmim.save_simmim_pretrain_checkpoint(case_dir / "simmim_pretrain.pth", model, seed=81)
+    x = make_input(32, seed=108)
+    return simmim_case(case_dir, description="SimMIM pre-training checkpoint: shared relative position bias, no "
+                       "pos_embed, LayerScale, q/v biases; encoder.* next to mask_token and decoder",
+                       checkpoint="simmim_pretrain.pth", config=config, model=model, x=x,
+                       ignored_keys=["model.encoder.mask_token", "model.decoder.0.weight", "model.decoder.0.bias"],
+                       not_ignored_keys=["model.encoder.rel_pos_bias.relative_position_bias_table",
+                                         "model.encoder.blocks.0.attn.q_bias", "model.encoder.blocks.0.gamma_1",
+                                         "model.encoder.rel_pos_bias.relative_position_index"],
+                       skipped_entries=["epoch", "config"], unwrap={"container": ["model"], "prefix": "encoder."})
+
+
+def case_beit_finetuned(case_dir):
+    """SimMIM's fine-tuning layout (simmim_finetune__vit_base: a relative position table per block, mean
+    pooling with fc_norm and no final norm), here with an absolute pos_embed too and a 10-class head, as a
+    flat state dict: the head reads fc_norm(mean of patches), so vitprobe must not use it."""
+    config = SimMIMConfig(use_abs_pos_emb=True, use_rel_pos_bias=True, use_shared_rel_pos_bias=False,
+                          use_mean_pooling=True, num_classes=10)
+    model = reference_simmim.randomize_(SimMIMViT(config), seed=9, gamma_range=(1.5, 3.0))
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    torch.save(state, case_dir / "beit_finetuned.pth")
+    x = make_input(32, seed=109)
+    case = simmim_case(case_dir, description="BEiT / SimMIM fine-tuned layout: per-block relative position bias, "
+                       "pos_embed, fc_norm + 10-class head (not used), no final norm",
+                       checkpoint="beit_finetuned.pth", config=config, model=model, x=x,
+                       ignored_keys=["fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias"],
+                       not_ignored_keys=["blocks.0.attn.relative_position_bias_table", "pos_embed",
+                                         "blocks.2.attn.relative_position_index"])
+    return case
+
+
 CASES = {"torchvision": case_torchvision, "mae": case_mae, "mae-safetensors": case_mae_safetensors,
          "ijepa": case_ijepa, "dinov2-registers": case_dinov2_registers, "resample": case_resample,
-         "dino": case_dino, "mocov3": case_mocov3}
+         "dino": case_dino, "mocov3": case_mocov3, "simmim": case_simmim, "beit-finetuned": case_beit_finetuned}
 
 
 def write_cases(outdir, names=None):

@@ -5,7 +5,9 @@
 vitprobe_py_test(golden.reference_self golden golden/check_reference_self.py)
 
 # One test per checkpoint layout of make_references.py: forward fp32 and bf16, then inspect.
-foreach(case torchvision mae mae-safetensors ijepa dinov2-registers resample dino mocov3)
+# simmim and beit-finetuned are the golden "SimMIM forward" tests: checkpoints in the official BEiT / SimMIM layout
+# (relative position bias shared / per block, q and v biases, gamma_1 / gamma_2) against reference_simmim.py.
+foreach(case torchvision mae mae-safetensors ijepa dinov2-registers resample dino mocov3 simmim beit-finetuned)
   vitprobe_py_test(golden.forward.${case} golden golden/check_forward.py ${case})
   # Again capped at AVX2 (VITPROBE_MAX_CPU_ISA caps vitprobe's kernels and oneDNN): bf16 then runs as fp32
   # products on bf16-rounded values on every machine, and the test checks the stderr line that says so.

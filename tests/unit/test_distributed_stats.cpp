@@ -20,7 +20,7 @@ BlockStatistics random_values(const std::vector<StatisticInfo>& statistics, int6
 }
 
 TEST(DistributedStatistics, MergedShardsEqualOnePass) {
-  const TokenLayout layout{true, 2, 16};
+  const StatisticsLayout layout{true, 2, 16};
   const int depth = 3, heads = 4;
   const auto statistics = statistics_for(layout);
   // Batches of uneven sizes: rank r gets batches r, r + 3, ... (rank 2 gets one batch fewer).
@@ -62,7 +62,7 @@ TEST(DistributedStatistics, MergedShardsEqualOnePass) {
 }
 
 TEST(DistributedStatistics, ARankWithoutImagesStillMerges) {
-  const TokenLayout layout{true, 0, 9};
+  const StatisticsLayout layout{true, 0, 9};
   const auto statistics = statistics_for(layout);
   StatisticsAccumulator single(layout, 1, 2);
   const auto values = random_values(statistics, 5, 2, 3);

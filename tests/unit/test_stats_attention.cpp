@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
 
 #include "common/errors.h"
 #include "stats/attention_statistics.h"
@@ -21,7 +22,7 @@ double value(const BlockStatistics& stats, const std::string& name, int64_t imag
 at::Tensor ones_norms(int64_t batch, int64_t tokens) { return at::ones({batch, tokens}, at::kFloat); }
 
 TEST(stats, AttentionUniformAttentionWithClassToken) {
-  const TokenLayout layout{true, 0, 16};
+  const StatisticsLayout layout{true, 0, 16};
   const int64_t t = layout.num_tokens();
   const auto attention = at::full({1, 2, t, t}, 1.0 / t, at::kFloat);
   const auto stats = compute_block_statistics(attention, ones_norms(1, t), ones_norms(1, t), layout);
@@ -41,7 +42,7 @@ TEST(stats, AttentionUniformAttentionWithClassToken) {
 }
 
 TEST(stats, AttentionIdentityAttentionIsSelfOnly) {
-  const TokenLayout layout{true, 0, 9};
+  const StatisticsLayout layout{true, 0, 9};
   const int64_t t = layout.num_tokens();
   const auto attention = at::eye(t, at::kDouble).expand({2, 3, t, t}).contiguous();
   const auto stats = compute_block_statistics(attention, ones_norms(2, t), ones_norms(2, t), layout);
@@ -57,7 +58,7 @@ TEST(stats, AttentionIdentityAttentionIsSelfOnly) {
 
 TEST(stats, AttentionRegistersAreExcludedAndReportedApart) {
   // Every row gives 0.4 to the two registers (0.2 each), 0.1 to [cls] and 0.5 spread over the 4 patches.
-  const TokenLayout layout{true, 2, 4};
+  const StatisticsLayout layout{true, 2, 4};
   const int64_t t = layout.num_tokens();
   auto attention = at::zeros({1, 1, t, t}, at::kDouble);
   attention.narrow(3, 0, 1).fill_(0.1);
@@ -81,7 +82,7 @@ TEST(stats, AttentionRegistersAreExcludedAndReportedApart) {
 }
 
 TEST(stats, AttentionModelsWithoutClassTokenGetPatchStatisticsOnly) {
-  const TokenLayout layout{false, 0, 4};
+  const StatisticsLayout layout{false, 0, 4};
   std::vector<std::string> names;
   for (const auto& info : statistics_for(layout)) names.push_back(info.name);
   EXPECT_EQ(names, (std::vector<std::string>{"pos_self_attention", "pos_self_attention_adj_for_cls", "pos_pos_entropy",
@@ -94,21 +95,42 @@ TEST(stats, AttentionModelsWithoutClassTokenGetPatchStatisticsOnly) {
 
 TEST(stats, AttentionOfficialOrderWithClassToken) {
   std::vector<std::string> names;
-  for (const auto& info : statistics_for(TokenLayout{true, 0, 4})) names.push_back(info.name);
+  for (const auto& info : statistics_for(StatisticsLayout{true, 0, 4})) names.push_back(info.name);
   EXPECT_EQ(names, (std::vector<std::string>{"cls_cls_attention", "pos_self_attention", "cls_cls_attention_adj_for_cls",
                                              "pos_self_attention_adj_for_cls", "cls_pos_attention", "pos_cls_attention",
                                              "cls_pos_entropy", "pos_pos_entropy", "cls_magnitude", "pos_magnitude"}));
-  EXPECT_EQ(statistics_for(TokenLayout{true, 4, 4}).size(), 14u);
+  EXPECT_EQ(statistics_for(StatisticsLayout{true, 4, 4}).size(), 14u);
+}
+
+TEST(stats, MagnitudeBeforeAndAfterLayerScale) {
+  // [cls], 2 registers, 2 patches; the branch norm before LayerScale is what the official ratio reads.
+  const StatisticsLayout layout{true, 2, 2, /*layer_scale=*/true};
+  const auto attention = at::full({1, 1, 5, 5}, 0.2, at::kFloat);
+  const auto before = at::tensor(std::vector<float>{2.0f, 4.0f, 6.0f, 1.0f, 3.0f}).view({1, 5});
+  const auto after = before * 0.1;
+  const auto residual = at::full({1, 5}, 4.0f);
+  const auto stats = compute_block_statistics(attention, before, residual, layout, after);
+  EXPECT_NEAR(value(stats, "cls_magnitude"), 2.0 / (4 + kEps), 1e-12);
+  EXPECT_NEAR(value(stats, "cls_magnitude_after_layer_scale"), 0.2 / (4 + kEps), 1e-7);
+  EXPECT_NEAR(value(stats, "pos_magnitude"), 2.0 / (4 + kEps), 1e-12);
+  EXPECT_NEAR(value(stats, "pos_magnitude_after_layer_scale"), 0.2 / (4 + kEps), 1e-7);
+  EXPECT_NEAR(value(stats, "reg_magnitude"), 5.0 / (4 + kEps), 1e-12);
+  EXPECT_NEAR(value(stats, "reg_magnitude_after_layer_scale"), 0.5 / (4 + kEps), 1e-7);
+  EXPECT_EQ(statistics_for(layout).size(), 17u);
+  // A LayerScale layout needs the second set of norms; without LayerScale there are no after-LayerScale names.
+  EXPECT_THROW(compute_block_statistics(attention, before, residual, layout), BadInput);
+  const StatisticsLayout plain{true, 2, 2};
+  EXPECT_EQ(compute_block_statistics(attention, before, residual, plain).count("cls_magnitude_after_layer_scale"), 0u);
 }
 
 TEST(stats, AttentionWrongShapesAreBadInput) {
-  const TokenLayout layout{true, 0, 4};
+  const StatisticsLayout layout{true, 0, 4};
   EXPECT_THROW(compute_block_statistics(at::zeros({1, 2, 4, 4}), ones_norms(1, 5), ones_norms(1, 5), layout), BadInput);
   EXPECT_THROW(compute_block_statistics(at::zeros({1, 2, 5, 5}), ones_norms(2, 5), ones_norms(1, 5), layout), BadInput);
 }
 
 TEST(stats, AttentionAccumulatorMatchesDirectMeanAndPopulationStd) {
-  const TokenLayout layout{true, 0, 4};
+  const StatisticsLayout layout{true, 0, 4};
   const int depth = 2, heads = 3;
   StatisticsAccumulator accumulator(layout, depth, heads);
   at::manual_seed(3);
@@ -146,7 +168,7 @@ TEST(stats, AttentionAccumulatorMatchesDirectMeanAndPopulationStd) {
 }
 
 TEST(stats, AttentionAccumulatorRefusesEmptyOrUnevenRuns) {
-  const TokenLayout layout{true, 0, 4};
+  const StatisticsLayout layout{true, 0, 4};
   StatisticsAccumulator accumulator(layout, 2, 1);
   EXPECT_THROW(accumulator.summarize(), BadInput);
   const auto attention = at::softmax(at::randn({2, 1, 5, 5}, at::kDouble), -1);

@@ -1,7 +1,12 @@
 #include "checkpoint/key_maps.h"
 
+#include <ATen/ATen.h>
+
 #include <algorithm>
+#include <map>
 #include <regex>
+
+#include "common/errors.h"
 
 namespace vitprobe {
 namespace {
@@ -33,14 +38,64 @@ const std::vector<KeyRule> kDinov2Rules = {
     {R"(^blocks\.\d+\.(\d+)\.(.*)$)", "blocks.$1.$2"},
 };
 
+// BEiT / SimMIM (microsoft/SimMIM models/vision_transformer.py, gmum/beyond_cls models_simmim.py, timm's Beit):
+// LayerScale as gamma_1 / gamma_2 (SimMIM vision_transformer.py:139-141). The other names of the layout are
+// kept: attn.q_bias / attn.v_bias are merged by remap_to_timm, and timm's Beit uses the same relative
+// position names (blocks.N.attn.relative_position_bias_table, rel_pos_bias.relative_position_bias_table).
+const std::vector<KeyRule> kBeitRules = {
+    {R"(^blocks\.(\d+)\.gamma_1$)", "blocks.$1.ls1.gamma"},
+    {R"(^blocks\.(\d+)\.gamma_2$)", "blocks.$1.ls2.gamma"},
+};
+
 // Sources whose keys are timm's already (after wrapper and prefix removal).
 const std::vector<KeyRule> kNoRules = {};
 
 const std::regex& encoder_key_regex() {
   static const std::regex pattern(
       R"(^(patch_embed\.proj\.(weight|bias)|cls_token|reg_token|pos_embed|norm\.(weight|bias)|)"
-      R"(blocks\.\d+\.(norm1|norm2|attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)\.(weight|bias)|blocks\.\d+\.ls[12]\.gamma)$)");
+      R"(blocks\.\d+\.(norm1|norm2|attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)\.(weight|bias)|blocks\.\d+\.ls[12]\.gamma|)"
+      R"((blocks\.\d+\.attn|rel_pos_bias)\.relative_position_(bias_table|index))$)");
   return pattern;
+}
+
+const std::regex& qv_bias_regex() {
+  static const std::regex pattern(R"(^(blocks\.\d+\.attn)\.(q|v)_bias$)");
+  return pattern;
+}
+
+// Merges each block's q_bias and v_bias into qkv.bias = cat(q_bias, zeros, v_bias), in place of the q_bias
+// entry; returns whether any block had them.
+bool merge_qv_biases(StateDict& renamed) {
+  std::map<std::string, std::pair<at::Tensor, at::Tensor>> pairs;  // "blocks.N.attn" -> (q, v)
+  for (const auto& [key, tensor] : renamed) {
+    std::smatch match;
+    if (!std::regex_match(key, match, qv_bias_regex())) continue;
+    auto& pair = pairs[match[1].str()];
+    (match[2].str() == "q" ? pair.first : pair.second) = tensor;
+  }
+  if (pairs.empty()) return false;
+  StateDict merged;
+  for (auto& [key, tensor] : renamed) {
+    std::smatch match;
+    if (!std::regex_match(key, match, qv_bias_regex())) {
+      merged.emplace_back(key, tensor);
+      continue;
+    }
+    const auto& [q, v] = pairs.at(match[1].str());
+    if (!q.defined() || !v.defined()) {
+      throw BadInput("key '" + match[1].str() + (q.defined() ? ".q_bias" : ".v_bias") + "' has no matching '" +
+                     match[1].str() + (q.defined() ? ".v_bias" : ".q_bias") + "' (BEiT layout: both or neither)");
+    }
+    if (q.dim() != 1 || v.sizes() != q.sizes()) {
+      throw BadInput("'" + match[1].str() + ".q_bias' and '.v_bias' must be vectors of one length");
+    }
+    if (match[2].str() == "q") {
+      const auto q32 = q.to(at::kFloat), v32 = v.to(at::kFloat);
+      merged.emplace_back(match[1].str() + ".qkv.bias", at::cat({q32, at::zeros_like(q32), v32}));
+    }
+  }
+  renamed = std::move(merged);
+  return true;
 }
 
 bool has_key(const StateDict& state_dict, const std::string& key) {
@@ -72,18 +127,20 @@ std::string source_name(CheckpointSource source) {
     case CheckpointSource::Dinov2: return "dinov2";
     case CheckpointSource::Ijepa: return "ijepa";
     case CheckpointSource::Torchvision: return "torchvision";
+    case CheckpointSource::Beit: return "beit";
   }
   return "timm";
 }
 
 std::vector<std::string> format_names() {
-  return {"auto", "timm", "mae", "dino", "ibot", "mocov3", "dinov2", "ijepa", "torchvision"};
+  return {"auto", "timm", "mae", "dino", "ibot", "mocov3", "dinov2", "ijepa", "torchvision", "beit", "simmim"};
 }
 
 std::optional<CheckpointSource> parse_source(const std::string& name) {
+  if (name == "simmim") return CheckpointSource::Beit;
   for (auto source : {CheckpointSource::Timm, CheckpointSource::Mae, CheckpointSource::Dino, CheckpointSource::Ibot,
                       CheckpointSource::MocoV3, CheckpointSource::Dinov2, CheckpointSource::Ijepa,
-                      CheckpointSource::Torchvision}) {
+                      CheckpointSource::Torchvision, CheckpointSource::Beit}) {
     if (source_name(source) == name) return source;
   }
   return std::nullopt;
@@ -93,6 +150,7 @@ const std::vector<KeyRule>& key_rules(CheckpointSource source) {
   switch (source) {
     case CheckpointSource::Torchvision: return kTorchvisionRules;
     case CheckpointSource::Dinov2: return kDinov2Rules;
+    case CheckpointSource::Beit: return kBeitRules;
     default: return kNoRules;
   }
 }
@@ -100,6 +158,11 @@ const std::vector<KeyRule>& key_rules(CheckpointSource source) {
 CheckpointSource detect_source(const StateDict& state_dict, const std::string& container_and_prefix) {
   const auto& where = container_and_prefix;
   if (has_key(state_dict, "conv_proj.weight")) return CheckpointSource::Torchvision;
+  // BEiT / SimMIM sentinels: split q/v biases, a relative position table, gamma_1 LayerScale.
+  if (has_key_containing(state_dict, ".attn.q_bias") || has_key_containing(state_dict, "relative_position_bias_table") ||
+      has_key_containing(state_dict, ".gamma_1")) {
+    return CheckpointSource::Beit;
+  }
   if (where.find("base_encoder") != std::string::npos) return CheckpointSource::MocoV3;
   if (has_key(state_dict, "register_tokens") ||
       (has_key(state_dict, "mask_token") && has_key(state_dict, "blocks.0.ls1.gamma"))) {
@@ -118,9 +181,19 @@ CheckpointSource detect_source(const StateDict& state_dict, const std::string& c
 
 RemappedKeys remap_to_timm(const StateDict& state_dict, CheckpointSource source) {
   RemappedKeys remapped;
+  // Renamed keys with their original names, so ignored keys are reported as the file spells them.
+  StateDict renamed_dict;
+  std::map<std::string, std::string> original;
   for (const auto& [key, tensor] : state_dict) {
     std::string renamed = apply_rules(key, key_rules(source));
     renamed = apply_rules(renamed, kCommonRules);
+    original.emplace(renamed, key);
+    renamed_dict.emplace_back(renamed, tensor);
+  }
+  remapped.zero_k_bias = merge_qv_biases(renamed_dict);
+  for (const auto& [renamed, tensor] : renamed_dict) {
+    const auto found = original.find(renamed);
+    const std::string& key = found == original.end() ? renamed : found->second;
     if (std::regex_match(renamed, encoder_key_regex())) {
       remapped.encoder.emplace_back(renamed, tensor);
     } else if ((renamed == "head.weight" && tensor.dim() == 2) || (renamed == "head.bias" && tensor.dim() == 1)) {

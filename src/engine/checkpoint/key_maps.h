@@ -11,11 +11,14 @@
 namespace vitprobe {
 
 /// Where a checkpoint comes from; decides which key table applies.
-enum class CheckpointSource { Timm, Mae, Dino, Ibot, MocoV3, Dinov2, Ijepa, Torchvision };
+enum class CheckpointSource { Timm, Mae, Dino, Ibot, MocoV3, Dinov2, Ijepa, Torchvision, Beit };
 
-/// Lower-case name ("timm", "mae", "dino", "ibot", "mocov3", "dinov2", "ijepa", "torchvision").
+/// Lower-case name ("timm", "mae", "dino", "ibot", "mocov3", "dinov2", "ijepa", "torchvision", "beit").
+/// "beit" is the layout of BEiT and of SimMIM's ViT (microsoft/SimMIM models/vision_transformer.py, also
+/// gmum/beyond_cls models_simmim.py and timm's Beit): q_bias / v_bias, gamma_1 / gamma_2, relative
+/// position bias tables.
 std::string source_name(CheckpointSource source);
-/// Parses a --format value; nullopt for "auto" or anything unknown (check with `is_known_format`).
+/// Parses a --format value ("simmim" is another name of "beit"); nullopt for "auto" or anything unknown.
 std::optional<CheckpointSource> parse_source(const std::string& name);
 /// The accepted --format values.
 std::vector<std::string> format_names();
@@ -40,9 +43,16 @@ struct RemappedKeys {
   StateDict encoder;                 // timm encoder keys
   StateDict classifier;              // head.weight / head.bias when they form a linear classifier
   std::vector<std::string> ignored;  // original names of every key not used by the encoder or classifier
+  /// BEiT layout: blocks.N.attn.q_bias and v_bias were merged into blocks.N.attn.qkv.bias = cat(q, 0, v).
+  bool zero_k_bias = false;
 };
 
 /// Renames `state_dict` with the table of `source` and sorts every key into encoder, classifier or ignored.
+/// Wherever a block has BEiT's attn.q_bias and attn.v_bias (any source), they become one attn.qkv.bias with
+/// a zero k part, as the official forward builds it (SimMIM vision_transformer.py:94-97); one without the
+/// other is refused (BadInput naming the key). Relative position tables keep their names
+/// (blocks.N.attn.relative_position_bias_table, rel_pos_bias.relative_position_bias_table); the stored
+/// relative_position_index buffers are encoder keys too, for the loader to check against its own index.
 RemappedKeys remap_to_timm(const StateDict& state_dict, CheckpointSource source);
 
 }  // namespace vitprobe

@@ -99,9 +99,16 @@ int metadata_int(const std::map<std::string, std::string>& metadata, const std::
   }
 }
 
+// The patch grid side g of a relative position table with (2g-1)^2 + 3 rows; -1 when the count fits no grid.
+int grid_of_relative_table(int64_t rows) {
+  if (rows < 4) return -1;
+  const int span = perfect_square_root(rows - 3);
+  return span > 0 && span % 2 == 1 ? (span + 1) / 2 : -1;
+}
+
 // Infers the architecture from the encoder weights (timm names).
 VitConfig infer_config(const std::map<std::string, at::Tensor>& weights, const LoadOptions& options,
-                       LoadReport& report) {
+                       CheckpointSource source, LoadReport& report) {
   const auto& file = report.file;
   auto get = [&](const std::string& key) -> const at::Tensor* {
     const auto found = weights.find(key);
@@ -129,6 +136,24 @@ VitConfig infer_config(const std::map<std::string, at::Tensor>& weights, const L
   config.num_registers = registers != nullptr && registers->dim() == 3 ? static_cast<int>(registers->size(1)) : 0;
   config.layer_scale = get("blocks.0.ls1.gamma") != nullptr;
   config.final_norm = get("norm.weight") != nullptr;
+  // BEiT / SimMIM relative position bias: per block and/or shared; the table's shape gives the grid and the
+  // head count ((2g-1)^2 + 3, heads).
+  const auto* block_table = get("blocks.0.attn.relative_position_bias_table");
+  const auto* shared_table = get("rel_pos_bias.relative_position_bias_table");
+  config.rel_pos_bias = block_table != nullptr;
+  config.shared_rel_pos_bias = shared_table != nullptr;
+  const auto* table = block_table != nullptr ? block_table : shared_table;
+  int table_grid = 0, table_heads = 0;
+  if (table != nullptr) {
+    const std::string name = block_table != nullptr ? "blocks.0.attn.relative_position_bias_table"
+                                                    : "rel_pos_bias.relative_position_bias_table";
+    table_grid = table->dim() == 2 ? grid_of_relative_table(table->size(0)) : -1;
+    if (table_grid <= 0) {
+      throw BadInput(file + ": " + name + " must be ((2g-1)^2 + 3, heads) for a g x g patch grid, found " +
+                     std::to_string(table->dim() == 2 ? table->size(0) : -1) + " rows");
+    }
+    table_heads = static_cast<int>(table->size(1));
+  }
 
   if (const auto* pos = get("pos_embed")) {
     if (pos->dim() != 3) throw BadInput(file + ": pos_embed must be (1, N, D)");
@@ -142,6 +167,18 @@ VitConfig infer_config(const std::map<std::string, at::Tensor>& weights, const L
     if (grid <= 0) throw BadInput(file + ": pos_embed has " + std::to_string(rows) + " rows: not a square grid");
     config.img_size = grid * config.patch_size;
     config.pos_embed = PosEmbedKind::Learned;
+  } else if (source == CheckpointSource::Beit || table != nullptr) {
+    // BEiT / SimMIM with use_abs_pos_emb=False: no absolute position embedding at all (models_simmim.py:235-238).
+    config.pos_embed = PosEmbedKind::None;
+    config.pos_embed_has_cls_slot = false;
+    if (table_grid > 0) {
+      config.img_size = table_grid * config.patch_size;
+    } else {
+      config.img_size = metadata_int(report.metadata, "img_size");
+      if (config.img_size == 0) config.img_size = options.img_size > 0 ? options.img_size : 224;
+    }
+    report.notes.push_back(table != nullptr ? "no pos_embed stored: positions from the relative position bias only"
+                                            : "no pos_embed stored and no relative position bias: no position information");
   } else {
     config.pos_embed = PosEmbedKind::SinCos2D;
     config.pos_embed_has_cls_slot = false;
@@ -152,6 +189,7 @@ VitConfig infer_config(const std::map<std::string, at::Tensor>& weights, const L
   report.native_img_size = config.img_size;
 
   int num_heads = options.num_heads;
+  if (num_heads == 0 && table_heads > 0 && options.arch.empty()) num_heads = table_heads;
   if (num_heads == 0 && !options.arch.empty()) {
     const auto preset = find_preset(options.arch);
     if (!preset) throw BadInput("unknown --arch '" + options.arch + "'");
@@ -187,6 +225,7 @@ std::vector<std::string> required_keys(const VitConfig& config) {
   if (config.class_token) keys.push_back("cls_token");
   if (config.num_registers > 0) keys.push_back("reg_token");
   if (config.pos_embed == PosEmbedKind::Learned) keys.push_back("pos_embed");
+  if (config.shared_rel_pos_bias) keys.push_back("rel_pos_bias.relative_position_bias_table");
   for (int i = 0; i < config.depth; ++i) {
     const std::string prefix = "blocks." + std::to_string(i) + ".";
     for (const char* name : {"norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.proj.weight", "attn.proj.bias",
@@ -199,6 +238,7 @@ std::vector<std::string> required_keys(const VitConfig& config) {
       keys.push_back(prefix + "ls1.gamma");
       keys.push_back(prefix + "ls2.gamma");
     }
+    if (config.rel_pos_bias) keys.push_back(prefix + "attn.relative_position_bias_table");
   }
   if (config.final_norm) {
     keys.push_back("norm.weight");
@@ -241,6 +281,30 @@ void check_finite(const std::string& file, const std::string& key, const at::Ten
   }
 }
 
+// Official BEiT / SimMIM checkpoints store each relative_position_index buffer (SimMIM's are persistent). Each
+// must equal the index built here for the model's grid (pos_embed.h), or the stored table would be read with
+// another layout than it was trained with; once checked they are dropped (the index is rebuilt, not loaded).
+void check_relative_position_indices(const std::string& file, const VitConfig& config,
+                                     std::map<std::string, at::Tensor>& weights) {
+  const int64_t tokens = static_cast<int64_t>(config.num_patches()) + 1;
+  for (auto it = weights.begin(); it != weights.end();) {
+    if (!ends_with(it->first, ".relative_position_index")) {
+      ++it;
+      continue;
+    }
+    const auto& stored = it->second;
+    const bool fits = config.has_relative_position_bias() && stored.dim() == 2 && stored.size(0) == tokens &&
+                      stored.size(1) == tokens && !at::isFloatingType(stored.scalar_type()) &&
+                      at::equal(stored.to(at::kLong), relative_position_index(config.grid_size()));
+    if (!fits) {
+      throw BadInput(file + ": '" + it->first + "' is not the BEiT relative position index of a " +
+                     std::to_string(config.grid_size()) + "x" + std::to_string(config.grid_size()) +
+                     " patch grid with [cls] (" + std::to_string(tokens) + " x " + std::to_string(tokens) + ")");
+    }
+    it = weights.erase(it);
+  }
+}
+
 VitWeights gather_weights(const VitConfig& config, std::map<std::string, at::Tensor>& weights) {
   auto take = [&](const std::string& key) {
     const auto found = weights.find(key);
@@ -252,6 +316,7 @@ VitWeights gather_weights(const VitConfig& config, std::map<std::string, at::Ten
   gathered.cls_token = take("cls_token");
   gathered.reg_token = take("reg_token");
   gathered.pos_embed = take("pos_embed");
+  gathered.rel_pos_bias_table = take("rel_pos_bias.relative_position_bias_table");
   for (int i = 0; i < config.depth; ++i) {
     const std::string prefix = "blocks." + std::to_string(i) + ".";
     BlockWeights block;
@@ -263,6 +328,7 @@ VitWeights gather_weights(const VitConfig& config, std::map<std::string, at::Ten
     block.proj_bias = take(prefix + "attn.proj.bias");
     block.ls1_gamma = take(prefix + "ls1.gamma");
     block.ls2_gamma = take(prefix + "ls2.gamma");
+    block.rel_pos_bias_table = take(prefix + "attn.relative_position_bias_table");
     block.norm2_weight = take(prefix + "norm2.weight");
     block.norm2_bias = take(prefix + "norm2.bias");
     block.fc1_weight = take(prefix + "mlp.fc1.weight");
@@ -335,7 +401,12 @@ LoadedModel load_model(const std::string& file, const LoadOptions& options) {
   // Phase 3: rename into timm keys with the source's table.
   const auto source = forced ? *forced : detect_source(state_dict, report.container + "/" + report.prefix);
   report.source = source_name(source);
-  RemappedKeys remapped = remap_to_timm(state_dict, source);
+  RemappedKeys remapped;
+  try {
+    remapped = remap_to_timm(state_dict, source);
+  } catch (const BadInput& error) {
+    throw BadInput(file + ": " + error.what());
+  }
   report.ignored_keys.insert(report.ignored_keys.end(), remapped.ignored.begin(), remapped.ignored.end());
   std::map<std::string, at::Tensor> weights;
   for (auto& [key, tensor] : remapped.encoder) {
@@ -343,7 +414,9 @@ LoadedModel load_model(const std::string& file, const LoadOptions& options) {
   }
 
   // Phase 4: infer the architecture and check strictly.
-  VitConfig config = infer_config(weights, options, report);
+  VitConfig config = infer_config(weights, options, source, report);
+  config.zero_k_bias = remapped.zero_k_bias && config.qkv_bias;
+  check_relative_position_indices(file, config, weights);
   std::vector<std::string> missing;
   for (const auto& key : required_keys(config)) {
     if (weights.find(key) == weights.end()) missing.push_back(key);
@@ -372,15 +445,23 @@ LoadedModel load_model(const std::string& file, const LoadOptions& options) {
       throw BadInput("--img-size " + std::to_string(options.img_size) + " is not a multiple of the patch size " +
                      std::to_string(config.patch_size));
     }
+    if (config.has_relative_position_bias()) {
+      throw BadInput(file + ": --img-size " + std::to_string(options.img_size) + ": the relative position bias of " +
+                     "this checkpoint is for a " + std::to_string(config.grid_size()) + "x" +
+                     std::to_string(config.grid_size()) + " patch grid (" + std::to_string(config.img_size) +
+                     " px) and is not resampled; run at --img-size " + std::to_string(config.img_size) + " or 0");
+    }
     const int new_grid = options.img_size / config.patch_size;
     if (config.pos_embed == PosEmbedKind::Learned) {
       const int prefix_rows = config.class_token && config.pos_embed_has_cls_slot ? 1 : 0;
       gathered.pos_embed = resample_pos_embed(gathered.pos_embed, prefix_rows, new_grid);
-    } else {
+    } else if (config.pos_embed == PosEmbedKind::SinCos2D) {
       gathered.pos_embed = sincos_2d_pos_embed(config.embed_dim, new_grid).unsqueeze(0);
     }
-    report.notes.push_back("pos_embed resampled from " + std::to_string(config.img_size) + " to " +
-                           std::to_string(options.img_size) + " px (bicubic)");
+    if (config.pos_embed != PosEmbedKind::None) {
+      report.notes.push_back("pos_embed resampled from " + std::to_string(config.img_size) + " to " +
+                             std::to_string(options.img_size) + " px (bicubic)");
+    }
     config.img_size = options.img_size;
   }
 
@@ -399,7 +480,13 @@ LoadedModel load_model(const std::string& file, const LoadOptions& options) {
       (key == "head.weight" ? classifier.weight : classifier.bias) = tensor.to(at::kFloat);
       report.ignored_keys.push_back(key);
     }
-    if (classifier.weight.size(1) == config.embed_dim && classifier.bias.size(0) == classifier.weight.size(0)) {
+    // A BEiT / SimMIM fine-tuned head reads fc_norm(mean of the patch tokens) (use_mean_pooling), not [cls]:
+    // vitprobe's logits would be wrong, so such a head is reported and not used.
+    const bool mean_pooled = std::any_of(state_dict.begin(), state_dict.end(),
+                                         [](const auto& item) { return item.first == "fc_norm.weight"; });
+    if (mean_pooled) {
+      report.notes.push_back("classifier head follows fc_norm over mean-pooled patches: not used (fc_norm ignored)");
+    } else if (classifier.weight.size(1) == config.embed_dim && classifier.bias.size(0) == classifier.weight.size(0)) {
       loaded.classifier = classifier;
     }
   }

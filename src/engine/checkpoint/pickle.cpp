@@ -50,7 +50,8 @@ const std::map<std::string, Role>& global_roles() {
     for (const char* name : {"builtins.slice", "builtins.complex", "argparse.Namespace", "numpy.core.multiarray.scalar",
                              "numpy.dtype", "numpy.core.multiarray._reconstruct", "numpy.ndarray",
                              "numpy._core.multiarray.scalar", "numpy._core.multiarray._reconstruct", "pathlib.PosixPath",
-                             "pathlib.WindowsPath", "torch.torch_version.TorchVersion", "torch.device", "torch.Size"}) {
+                             "pathlib.WindowsPath", "torch.torch_version.TorchVersion", "torch.device", "torch.Size",
+                             "yacs.config.CfgNode"}) {
       table[name] = Role::Opaque;
     }
     for (const char* name : {"float32", "float", "float16", "half", "bfloat16", "float64", "double", "int64", "long",

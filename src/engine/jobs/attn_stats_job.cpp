@@ -56,7 +56,7 @@ nlohmann::json model_statistics(const std::string& file, const std::string& labe
   const LoadedModel model = load_model(file, options.load);
   const auto& config = model.encoder->config();
   const auto preprocess = model_preprocess(model, options.preprocess);
-  const TokenLayout layout{config.class_token, config.num_registers, config.num_patches()};
+  const StatisticsLayout layout{config.class_token, config.num_registers, config.num_patches(), config.layer_scale};
   StatisticsAccumulator accumulator(layout, config.depth, config.num_heads);
 
   ForwardRequest request;
@@ -73,7 +73,8 @@ nlohmann::json model_statistics(const std::string& file, const std::string& labe
   run_dataset_pass(model, dataset, preprocess, request, pass, [&](const Batch&, ForwardResult& result) {
     for (int block = 0; block < config.depth; ++block) {
       accumulator.add(block, compute_block_statistics(result.attention.at(block), result.attention_branch_norms[block],
-                                                      result.residual_norms[block], layout));
+                                                      result.residual_norms[block], layout,
+                                                      result.attention_branch_norms_after_layer_scale[block]));
       result.attention.erase(block);  // frees the block's (B, heads, T, T) early
     }
   });
@@ -223,7 +224,9 @@ nlohmann::json run_attn_stats_job(const AttnStatsOptions& given) {
                        {"dtype", options.load.dtype},
                        {"device", options.load.device},
                        {"std", "population (ddof 0) over images"},
-                       {"formulas", "gmum/beyond_cls main_attention_stats.py; registers excluded from [cls]/patch "
+                       {"formulas", "gmum/beyond_cls main_attention_stats.py; magnitudes: the attention branch "
+                                    "before LayerScale over the residual (models_simmim.py), with LayerScale "
+                                    "also *_magnitude_after_layer_scale; registers excluded from [cls]/patch "
                                     "statistics and reported as cls_reg_attention, pos_reg_attention, "
                                     "reg_self_attention, reg_magnitude"}};
   nlohmann::json names = nlohmann::json::array();

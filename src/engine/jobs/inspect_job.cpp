@@ -22,8 +22,11 @@ nlohmann::json describe(const LoadedModel& model) {
       {"num_registers", config.num_registers},
       {"layer_scale", config.layer_scale},
       {"final_norm", config.final_norm},
-      {"pos_embed", config.pos_embed == PosEmbedKind::Learned ? "learned" : "sincos-2d"},
+      {"pos_embed", pos_embed_name(config.pos_embed)},
       {"pos_embed_has_cls_slot", config.pos_embed_has_cls_slot},
+      {"zero_k_bias", config.zero_k_bias},
+      {"rel_pos_bias", config.rel_pos_bias},
+      {"shared_rel_pos_bias", config.shared_rel_pos_bias},
       {"num_tokens", config.num_tokens()},
   };
   nlohmann::json out = {

@@ -4,17 +4,20 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "kernels/softmax.h"
 
 namespace vitprobe {
 
-FastEncoderPath::FastEncoderPath(const VitConfig& config, const VitWeights& weights, at::ScalarType dtype)
+FastEncoderPath::FastEncoderPath(const VitConfig& config, const VitWeights& weights, at::ScalarType dtype,
+                                 std::vector<at::Tensor> attention_biases)
     : config_(config),
       dtype_(dtype),
       weights_(weights),
-      patch_(weights.patch_weight.reshape({config.embed_dim, -1}), weights.patch_bias, dtype, Activation::None) {
+      patch_(weights.patch_weight.reshape({config.embed_dim, -1}), weights.patch_bias, dtype, Activation::None),
+      attention_biases_(std::move(attention_biases)) {
   for (const auto& block : weights.blocks) {
     blocks_.push_back({PackedLinear(block.qkv_weight, block.qkv_bias, dtype, Activation::None),
                        PackedLinear(block.proj_weight, block.proj_bias, dtype, Activation::None),
@@ -48,6 +51,8 @@ at::Tensor FastEncoderPath::run_block(int index, const at::Tensor& x, BlockCaptu
   // Scores in fp32 whatever the compute dtype, so the softmax keeps its precision.
   auto scores = at::empty({batch, heads, tokens, tokens}, x.options().dtype(at::kFloat));
   batched_matmul(q, k.transpose(-2, -1), scores, static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim))));
+  // BEiT / SimMIM relative position bias, (heads, T, T) fp32, added to the scaled logits before the softmax.
+  if (!attention_biases_.empty() && attention_biases_[index].defined()) scores.add_(attention_biases_[index]);
   // In place: the (B, H, T, T) buffer is the largest of the block; a second one would be faulted in anew.
   softmax_lastdim_(scores);
   const auto& probabilities = scores;
@@ -59,10 +64,18 @@ at::Tensor FastEncoderPath::run_block(int index, const at::Tensor& x, BlockCaptu
 
   at::Tensor h;
   if (capture != nullptr && capture->want_magnitudes) {
-    // The branch is needed on its own for its norm: no fused residual here.
-    auto branch = packed.proj(context, {}, block.ls1_gamma);
+    // The branch is needed on its own for its norms, before LayerScale (the official ratio) and after: no
+    // fused scale or residual here, the same steps as the reference path.
+    auto branch = packed.proj(context);
     capture->branch_norm = at::linalg_vector_norm(branch, 2, {-1}, false, at::kFloat).view({batch, tokens});
     capture->residual_norm = at::linalg_vector_norm(flat, 2, {-1}, false, at::kFloat).view({batch, tokens});
+    if (block.ls1_gamma.defined()) {
+      branch = branch * block.ls1_gamma;
+      capture->branch_norm_after_layer_scale =
+          at::linalg_vector_norm(branch, 2, {-1}, false, at::kFloat).view({batch, tokens});
+    } else {
+      capture->branch_norm_after_layer_scale = capture->branch_norm;
+    }
     h = flat + branch;
   } else {
     h = packed.proj(context, flat, block.ls1_gamma);

@@ -14,8 +14,10 @@ namespace vitprobe {
 /// Packed weights of every block and the patch embedding, built once from an encoder's weights.
 class FastEncoderPath {
  public:
-  /// `weights` in timm layout (any float dtype); products run in `dtype`.
-  FastEncoderPath(const VitConfig& config, const VitWeights& weights, at::ScalarType dtype);
+  /// `weights` in timm layout (any float dtype); products run in `dtype`. `attention_biases`: per block the
+  /// (heads, T, T) fp32 bias added to the attention logits (VitEncoder::attention_bias), or empty.
+  FastEncoderPath(const VitConfig& config, const VitWeights& weights, at::ScalarType dtype,
+                  std::vector<at::Tensor> attention_biases = {});
 
   /// Patch embedding of images (B, C, H, W) in the compute dtype -> (B, N, D).
   at::Tensor embed_patches(const at::Tensor& images) const;
@@ -32,6 +34,7 @@ class FastEncoderPath {
   VitWeights weights_;  // shares storage with the encoder's tensors: norms and LayerScale vectors
   PackedLinear patch_;
   std::vector<PackedBlock> blocks_;
+  std::vector<at::Tensor> attention_biases_;
 };
 
 }  // namespace vitprobe

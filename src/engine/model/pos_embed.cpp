@@ -44,4 +44,39 @@ at::Tensor resample_pos_embed(const at::Tensor& pos_embed, int num_prefix, int n
   return at::cat({prefix, grid}, 1).to(original_dtype).contiguous();
 }
 
+at::Tensor relative_position_index(int grid_size) {
+  if (grid_size <= 0) throw BadInput("relative_position_index: grid size " + std::to_string(grid_size) + " must be positive");
+  const int64_t g = grid_size;
+  const int64_t span = 2 * g - 1;
+  const int64_t num_distances = span * span + 3;
+  auto index = at::empty({g * g + 1, g * g + 1}, at::kLong);
+  auto* out = index.data_ptr<int64_t>();
+  const int64_t stride = g * g + 1;
+  for (int64_t i = 0; i < g * g; ++i) {
+    const int64_t hi = i / g, wi = i % g;
+    for (int64_t j = 0; j < g * g; ++j) {
+      const int64_t hj = j / g, wj = j % g;
+      out[(1 + i) * stride + 1 + j] = (hi - hj + g - 1) * span + (wi - wj + g - 1);
+    }
+  }
+  for (int64_t j = 0; j < stride; ++j) out[j] = num_distances - 3;           // row of [cls]
+  for (int64_t i = 0; i < stride; ++i) out[i * stride] = num_distances - 2;  // column of [cls]
+  out[0] = num_distances - 1;
+  return index;
+}
+
+at::Tensor relative_position_bias(const at::Tensor& table, int grid_size, const std::string& what) {
+  const int64_t span = 2 * static_cast<int64_t>(grid_size) - 1;
+  if (table.dim() != 2 || table.size(0) != span * span + 3) {
+    std::string shape = "(";
+    for (int64_t i = 0; i < table.dim(); ++i) shape += (i ? ", " : "") + std::to_string(table.size(i));
+    throw BadInput(what + " has shape " + shape + "), expected (" + std::to_string(span * span + 3) +
+                   ", heads) for a " + std::to_string(grid_size) + "x" + std::to_string(grid_size) +
+                   " patch grid (a relative position table is not resampled to another grid)");
+  }
+  const int64_t tokens = static_cast<int64_t>(grid_size) * grid_size + 1;
+  const auto index = relative_position_index(grid_size).to(table.device());
+  return table.index_select(0, index.view({-1})).view({tokens, tokens, table.size(1)}).permute({2, 0, 1}).contiguous();
+}
+
 }  // namespace vitprobe

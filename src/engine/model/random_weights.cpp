@@ -18,7 +18,9 @@ VitWeights random_vit_weights(const VitConfig& config, uint64_t seed) {
   if (config.class_token) weights.cls_token = normal({1, 1, d});
   if (config.num_registers > 0) weights.reg_token = normal({1, config.num_registers, d});
   const int64_t pos_rows = config.num_patches() + (config.class_token && config.pos_embed_has_cls_slot ? 1 : 0);
-  weights.pos_embed = normal({1, pos_rows, d});
+  if (config.pos_embed != PosEmbedKind::None) weights.pos_embed = normal({1, pos_rows, d});
+  const std::vector<int64_t> bias_table = {config.num_relative_distances(), config.num_heads};
+  if (config.shared_rel_pos_bias) weights.rel_pos_bias_table = normal(bias_table);
   for (int i = 0; i < config.depth; ++i) {
     BlockWeights block;
     block.norm1_weight = ones(d);
@@ -31,6 +33,7 @@ VitWeights random_vit_weights(const VitConfig& config, uint64_t seed) {
       block.ls1_gamma = at::full({d}, 0.1);
       block.ls2_gamma = at::full({d}, 0.1);
     }
+    if (config.rel_pos_bias) block.rel_pos_bias_table = normal(bias_table);
     block.norm2_weight = ones(d);
     block.norm2_bias = zeros(d);
     block.fc1_weight = normal({hidden, d});

@@ -24,6 +24,15 @@ const std::map<std::string, PresetWidth>& preset_widths() {
 
 }  // namespace
 
+std::string pos_embed_name(PosEmbedKind kind) {
+  switch (kind) {
+    case PosEmbedKind::Learned: return "learned";
+    case PosEmbedKind::SinCos2D: return "sincos-2d";
+    case PosEmbedKind::None: return "none";
+  }
+  return "learned";
+}
+
 void VitConfig::validate() const {
   auto fail = [](const std::string& what) { throw BadInput("VitConfig: " + what); };
   if (embed_dim <= 0 || depth <= 0 || num_heads <= 0 || patch_size <= 0 || img_size <= 0 || in_chans <= 0) {
@@ -38,6 +47,11 @@ void VitConfig::validate() const {
   }
   if (pos_embed == PosEmbedKind::SinCos2D && embed_dim % 4 != 0) fail("2-D sin-cos needs embed_dim % 4 == 0");
   if (num_registers < 0) fail("num_registers must be >= 0");
+  if (has_relative_position_bias() && (!class_token || num_registers != 0)) {
+    // The official index has exactly one extra row and column, for [cls] (SimMIM vision_transformer.py:75-80).
+    fail("a relative position bias needs a [cls] token and no registers");
+  }
+  if (zero_k_bias && !qkv_bias) fail("zero_k_bias needs qkv_bias");
 }
 
 long long VitConfig::num_parameters() const {
@@ -50,11 +64,14 @@ long long VitConfig::num_parameters() const {
     n += (num_patches() + (pos_embed_has_cls_slot && class_token ? 1 : 0)) * d;
   }
   long long block = 2 * 2 * d;                       // two LayerNorms
-  block += 3 * d * d + (qkv_bias ? 3 * d : 0);       // qkv
+  block += 3 * d * d + (qkv_bias ? (zero_k_bias ? 2 : 3) * d : 0);  // qkv (BEiT: q_bias and v_bias only)
   block += d * d + d;                                // proj
   block += d * hidden + hidden + hidden * d + d;     // MLP
   if (layer_scale) block += 2 * d;
+  const long long bias_table = static_cast<long long>(num_relative_distances()) * num_heads;
+  if (rel_pos_bias) block += bias_table;
   n += block * depth;
+  if (shared_rel_pos_bias) n += bias_table;
   if (final_norm) n += 2 * d;
   return n;
 }

@@ -10,7 +10,12 @@ namespace vitprobe {
 enum class PosEmbedKind {
   Learned,        // a stored pos_embed tensor
   SinCos2D,       // fixed 2-D sin-cos (MAE / I-JEPA formula), computed, not stored
+  None,           // no absolute position embedding (BEiT / SimMIM with use_abs_pos_emb=False): positions
+                  // enter through the relative position bias of the attention logits only
 };
+
+/// "learned", "sincos-2d" or "none".
+std::string pos_embed_name(PosEmbedKind kind);
 
 /// Architecture of a ViT encoder; filled from presets or inferred from checkpoint weights.
 struct VitConfig {
@@ -22,6 +27,9 @@ struct VitConfig {
   int num_heads = 12;
   int mlp_hidden_dim = 3072;
   bool qkv_bias = true;
+  /// BEiT / SimMIM layout: only q and v have a bias (q_bias, v_bias), k's is fixed at zero; the encoder
+  /// holds it as a qkv bias of cat(q_bias, 0, v_bias). Counts 2*D bias parameters instead of 3*D.
+  bool zero_k_bias = false;
   bool class_token = true;
   int num_registers = 0;
   bool layer_scale = false;
@@ -30,6 +38,13 @@ struct VitConfig {
   /// Learned pos_embed has a slot for [cls] (timm default); false for DINOv2-style no_embed_class or I-JEPA.
   bool pos_embed_has_cls_slot = true;
   double norm_eps = 1e-6;
+  /// BEiT / SimMIM relative position bias (microsoft/SimMIM models/vision_transformer.py RelativePositionBias):
+  /// a learned table of ((2h-1)(2w-1) + 3) rows x heads, indexed by the relative offset of two patches plus three
+  /// rows for [cls]->patch, patch->[cls] and [cls]->[cls], added to the attention logits before the softmax.
+  /// Per block (blocks.N.attn.relative_position_bias_table, use_rel_pos_bias) and/or one table shared by every
+  /// block (rel_pos_bias.relative_position_bias_table, use_shared_rel_pos_bias). Both need [cls] and no registers.
+  bool rel_pos_bias = false;
+  bool shared_rel_pos_bias = false;
 
   /// Patches per side.
   int grid_size() const { return img_size / patch_size; }
@@ -39,6 +54,9 @@ struct VitConfig {
   int num_tokens() const { return num_prefix_tokens() + num_patches(); }
   int head_dim() const { return embed_dim / num_heads; }
   double mlp_ratio() const { return static_cast<double>(mlp_hidden_dim) / embed_dim; }
+  /// Rows of a relative position bias table for this grid: (2g-1)^2 + 3.
+  int num_relative_distances() const { return (2 * grid_size() - 1) * (2 * grid_size() - 1) + 3; }
+  bool has_relative_position_bias() const { return rel_pos_bias || shared_rel_pos_bias; }
   /// Throws BadInput when the numbers are inconsistent (dim not divisible by heads, ...).
   void validate() const;
   /// Number of parameters of the encoder with this configuration (learned pos_embed included).

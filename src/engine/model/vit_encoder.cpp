@@ -10,11 +10,9 @@
 
 #include "common/errors.h"
 #include "model/fast_path.h"
+#include "model/pos_embed.h"
 
 namespace vitprobe {
-namespace {
-
-}  // namespace
 
 void visit_block_weights(BlockWeights& block, const std::string& prefix,
                          const std::function<void(const std::string&, at::Tensor&)>& fn) {
@@ -26,6 +24,7 @@ void visit_block_weights(BlockWeights& block, const std::string& prefix,
   fn(prefix + "attn.proj.bias", block.proj_bias);
   fn(prefix + "ls1.gamma", block.ls1_gamma);
   fn(prefix + "ls2.gamma", block.ls2_gamma);
+  fn(prefix + "attn.relative_position_bias_table", block.rel_pos_bias_table);
   fn(prefix + "norm2.weight", block.norm2_weight);
   fn(prefix + "norm2.bias", block.norm2_bias);
   fn(prefix + "mlp.fc1.weight", block.fc1_weight);
@@ -40,6 +39,7 @@ void visit_weights(VitWeights& weights, const std::function<void(const std::stri
   fn("cls_token", weights.cls_token);
   fn("reg_token", weights.reg_token);
   fn("pos_embed", weights.pos_embed);
+  fn("rel_pos_bias.relative_position_bias_table", weights.rel_pos_bias_table);
   for (size_t i = 0; i < weights.blocks.size(); ++i) visit_block_weights(weights.blocks[i], "blocks." + std::to_string(i) + ".", fn);
   fn("norm.weight", weights.norm_weight);
   fn("norm.bias", weights.norm_bias);
@@ -65,7 +65,9 @@ std::map<std::string, std::vector<int64_t>> expected_shapes(const VitConfig& con
   if (config.class_token) shapes["cls_token"] = {1, 1, d};
   if (config.num_registers > 0) shapes["reg_token"] = {1, config.num_registers, d};
   const int64_t pos_rows = config.num_patches() + (config.class_token && config.pos_embed_has_cls_slot ? 1 : 0);
-  shapes["pos_embed"] = {1, pos_rows, d};
+  if (config.pos_embed != PosEmbedKind::None) shapes["pos_embed"] = {1, pos_rows, d};
+  const std::vector<int64_t> bias_table = {config.num_relative_distances(), config.num_heads};
+  if (config.shared_rel_pos_bias) shapes["rel_pos_bias.relative_position_bias_table"] = bias_table;
   for (int i = 0; i < config.depth; ++i) {
     const std::string prefix = "blocks." + std::to_string(i) + ".";
     for (const char* norm : {"norm1", "norm2"}) {
@@ -80,6 +82,7 @@ std::map<std::string, std::vector<int64_t>> expected_shapes(const VitConfig& con
       shapes[prefix + "ls1.gamma"] = {d};
       shapes[prefix + "ls2.gamma"] = {d};
     }
+    if (config.rel_pos_bias) shapes[prefix + "attn.relative_position_bias_table"] = bias_table;
     shapes[prefix + "mlp.fc1.weight"] = {hidden, d};
     shapes[prefix + "mlp.fc1.bias"] = {hidden};
     shapes[prefix + "mlp.fc2.weight"] = {d, hidden};
@@ -147,12 +150,34 @@ VitEncoder::VitEncoder(VitConfig config, VitWeights weights, at::ScalarType dtyp
   // bf16 on CUDA is split as PyTorch's autocast splits it: matrix products (and their weights) in bf16, the
   // residual stream, LayerNorm, position embeddings and LayerScale in fp32. Elsewhere one dtype for everything.
   mixed_ = dtype_ == at::kBFloat16 && weights_.patch_weight.is_cuda();
-  // Convert once here, so a forward never casts weights.
+  // Convert once here, so a forward never casts weights. Relative position tables stay fp32: they are added
+  // to fp32 logits.
   visit_weights(weights_, [&](const std::string& key, at::Tensor& tensor) {
-    if (tensor.defined()) tensor = tensor.to(mixed_ && !is_product_weight(key) ? at::kFloat : dtype_).contiguous();
+    if (!tensor.defined()) return;
+    const bool fp32 = (mixed_ && !is_product_weight(key)) || key.find("relative_position_bias_table") != std::string::npos;
+    tensor = tensor.to(fp32 ? at::kFloat : dtype_).contiguous();
   });
   // The patch embedding runs as one matrix product over unfolded patches (any dtype, no conv kernel needed).
   patch_matrix_ = weights_.patch_weight.reshape({config_.embed_dim, -1}).contiguous();
+  // Relative position bias, expanded once per block to (heads, T, T) in fp32: it is added to the fp32 logits
+  // (under PyTorch's autocast too, the fp32 table promotes the half-precision logits before the softmax).
+  if (config_.has_relative_position_bias()) {
+    const int grid = config_.grid_size();
+    at::Tensor shared;
+    if (config_.shared_rel_pos_bias) {
+      shared = relative_position_bias(weights_.rel_pos_bias_table.to(at::kFloat), grid,
+                                      "rel_pos_bias.relative_position_bias_table");
+    }
+    for (int i = 0; i < config_.depth; ++i) {
+      at::Tensor bias;
+      if (config_.rel_pos_bias) {
+        bias = relative_position_bias(weights_.blocks[i].rel_pos_bias_table.to(at::kFloat), grid,
+                                      "blocks." + std::to_string(i) + ".attn.relative_position_bias_table");
+      }
+      if (shared.defined()) bias = bias.defined() ? bias + shared : shared;
+      attention_biases_.push_back(bias.contiguous());
+    }
+  }
   if (backend == EncoderBackend::Fast && !onednn_available()) {
     throw BadInput("the fast backend needs oneDNN, which this build lacks (use --backend reference)");
   }
@@ -160,8 +185,13 @@ VitEncoder::VitEncoder(VitConfig config, VitWeights weights, at::ScalarType dtyp
     throw BadInput("the fast backend runs on the CPU only (use --backend auto or reference with --device cuda)");
   }
   if (backend != EncoderBackend::Reference && onednn_available() && patch_matrix_.device().is_cpu()) {
-    fast_ = std::make_shared<const FastEncoderPath>(config_, weights_, dtype_);
+    fast_ = std::make_shared<const FastEncoderPath>(config_, weights_, dtype_, attention_biases_);
   }
+}
+
+const at::Tensor& VitEncoder::attention_bias(int block) const {
+  static const at::Tensor none;
+  return attention_biases_.empty() ? none : attention_biases_.at(static_cast<size_t>(block));
 }
 
 VitWeights weights_on(VitWeights weights, const at::Device& device) {
@@ -195,7 +225,8 @@ at::Tensor product(const at::Tensor& input, const at::Tensor& weight, const at::
 
 }  // namespace
 
-at::Tensor run_block(const BlockWeights& block, const VitConfig& config, const at::Tensor& x, BlockCapture* capture) {
+at::Tensor run_block(const BlockWeights& block, const VitConfig& config, const at::Tensor& x, BlockCapture* capture,
+                     const at::Tensor& attention_bias) {
   const int64_t batch = x.size(0);
   const int64_t tokens = x.size(1);
   const int64_t dim = config.embed_dim;
@@ -209,23 +240,34 @@ at::Tensor run_block(const BlockWeights& block, const VitConfig& config, const a
   at::Tensor context;
   if (capture != nullptr && capture->want_attention) {
     // Probabilities asked for: an fp32 softmax whatever the compute dtype, as the official statistics code
-    // computes them; the context uses the same probabilities, rounded to the compute dtype.
-    const auto logits = at::matmul(qkv[0] * scale, qkv[1].transpose(-2, -1));
+    // gets them under autocast (softmax runs in fp32 there); the context uses the same probabilities, rounded
+    // to the compute dtype. The relative position bias joins the logits in fp32 (SimMIM
+    // vision_transformer.py:101-115: attn = q*scale @ k^T + bias, then softmax).
+    auto logits = at::matmul(qkv[0] * scale, qkv[1].transpose(-2, -1)).to(at::kFloat);
+    if (attention_bias.defined()) logits = logits + attention_bias;
     const auto probabilities = at::softmax(logits, -1, at::kFloat);
     context = at::matmul(probabilities.to(qkv[2].scalar_type()), qkv[2]);
     capture->attention = probabilities;
+  } else if (attention_bias.defined()) {
+    // libtorch's fused attention with the bias as an additive mask (as timm's Beit passes it), in the
+    // compute dtype, broadcast over the batch.
+    context = at::scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attention_bias.to(qkv[0].scalar_type()));
   } else {
     // No probabilities: libtorch's fused attention (flash / memory-efficient kernels on CUDA), scale 1/sqrt(d).
     context = at::scaled_dot_product_attention(qkv[0], qkv[1], qkv[2]);
   }
   context = context.transpose(1, 2).reshape({batch, tokens, dim});
   auto branch = product(context, block.proj_weight, block.proj_bias);
+  if (capture != nullptr && capture->want_magnitudes) {
+    // The official ratio reads the branch before LayerScale (gmum/beyond_cls models_simmim.py:139-146).
+    capture->branch_norm = at::linalg_vector_norm(branch, 2, {-1}, false, at::kFloat);
+    capture->residual_norm = at::linalg_vector_norm(x, 2, {-1}, false, at::kFloat);
+  }
   if (block.ls1_gamma.defined()) branch = branch * block.ls1_gamma;
-  if (capture != nullptr) {
-    if (capture->want_magnitudes) {
-      capture->branch_norm = at::linalg_vector_norm(branch, 2, {-1}, false, at::kFloat);
-      capture->residual_norm = at::linalg_vector_norm(x, 2, {-1}, false, at::kFloat);
-    }
+  if (capture != nullptr && capture->want_magnitudes) {
+    capture->branch_norm_after_layer_scale = block.ls1_gamma.defined()
+                                                 ? at::linalg_vector_norm(branch, 2, {-1}, false, at::kFloat)
+                                                 : capture->branch_norm;
   }
   auto h = x + branch;
   auto hidden = at::gelu(product(at::layer_norm(h, {dim}, block.norm2_weight, block.norm2_bias, config.norm_eps),
@@ -241,7 +283,10 @@ at::Tensor VitEncoder::embed(const at::Tensor& images) const {
                  : embed_patches(images, patch_matrix_, weights_.patch_bias, config_.patch_size);
   if (mixed_) x = x.to(at::kFloat);  // the residual stream is fp32 under the autocast-style split
   const auto& pos = weights_.pos_embed;
-  if (config_.class_token) {
+  if (config_.pos_embed == PosEmbedKind::None) {
+    // BEiT / SimMIM without an absolute position embedding: positions come from the attention bias.
+    if (config_.class_token) x = at::cat({weights_.cls_token.expand({batch, 1, config_.embed_dim}), x}, 1);
+  } else if (config_.class_token) {
     auto cls = weights_.cls_token.expand({batch, 1, config_.embed_dim});
     if (config_.pos_embed_has_cls_slot) {
       x = at::cat({cls, x}, 1) + pos;
@@ -288,9 +333,11 @@ ForwardResult VitEncoder::forward(const at::Tensor& images, const ForwardRequest
     BlockCapture capture;
     capture.want_attention = wanted(request.attention_blocks, index);
     capture.want_magnitudes = request.magnitudes;
-    x = fast_ ? fast_->run_block(index, x, &capture) : run_block(weights_.blocks[index], config_, x, &capture);
+    x = fast_ ? fast_->run_block(index, x, &capture)
+              : run_block(weights_.blocks[index], config_, x, &capture, attention_bias(index));
     if (request.magnitudes) {
       result.attention_branch_norms.push_back(capture.branch_norm);
+      result.attention_branch_norms_after_layer_scale.push_back(capture.branch_norm_after_layer_scale);
       result.residual_norms.push_back(capture.residual_norm);
     }
     if (capture.want_attention) result.attention[index] = capture.attention;

@@ -20,6 +20,7 @@ struct BlockWeights {
   at::Tensor qkv_weight, qkv_bias;  // (3D, D), (3D) or undefined
   at::Tensor proj_weight, proj_bias;
   at::Tensor ls1_gamma, ls2_gamma;  // (D) or undefined
+  at::Tensor rel_pos_bias_table;    // ((2g-1)^2 + 3, heads): BEiT / SimMIM per-block relative position bias, or undefined
   at::Tensor norm2_weight, norm2_bias;
   at::Tensor fc1_weight, fc1_bias, fc2_weight, fc2_bias;
 };
@@ -29,7 +30,8 @@ struct VitWeights {
   at::Tensor patch_weight, patch_bias;  // (D, C, P, P), (D)
   at::Tensor cls_token;                 // (1, 1, D)
   at::Tensor reg_token;                 // (1, R, D)
-  at::Tensor pos_embed;                 // (1, [1 +] N, D); computed for sin-cos configurations
+  at::Tensor pos_embed;                 // (1, [1 +] N, D); computed for sin-cos configurations, undefined for none
+  at::Tensor rel_pos_bias_table;        // ((2g-1)^2 + 3, heads): the relative position bias shared by every block
   std::vector<BlockWeights> blocks;
   at::Tensor norm_weight, norm_bias;
 };
@@ -50,7 +52,8 @@ struct ForwardRequest {
   std::vector<int> block_outputs;
   /// Blocks whose attention probabilities (B, heads, T, T) are returned.
   std::vector<int> attention_blocks;
-  /// Per block, the L2 norms (B, T) of the attention branch output and of the residual it is added to.
+  /// Per block, the L2 norms (B, T) of the attention branch output (before and after LayerScale) and of the
+  /// residual it is added to.
   bool magnitudes = false;
 };
 
@@ -59,23 +62,32 @@ struct ForwardResult {
   at::Tensor tokens;                         // (B, T, D)
   std::map<int, at::Tensor> block_outputs;   // block -> (B, T, D)
   std::map<int, at::Tensor> attention;       // block -> (B, heads, T, T)
-  std::vector<at::Tensor> attention_branch_norms;  // per block (B, T)
-  std::vector<at::Tensor> residual_norms;          // per block (B, T)
+  /// Per block (B, T): |attn(norm1(x))|, the attention branch after its output projection and before
+  /// LayerScale, as gmum/beyond_cls measures it (models_simmim.py:139-146: y_norm is taken before gamma_1 * y).
+  std::vector<at::Tensor> attention_branch_norms;
+  /// Per block (B, T): |ls1 * attn(norm1(x))|, the branch as it is added to the residual; the same tensors
+  /// as attention_branch_norms for models without LayerScale.
+  std::vector<at::Tensor> attention_branch_norms_after_layer_scale;
+  std::vector<at::Tensor> residual_norms;          // per block (B, T): |x| entering the block
 };
 
 /// What one block can report besides its output.
 struct BlockCapture {
   at::Tensor attention;           // (B, heads, T, T) when `want_attention`
-  at::Tensor branch_norm;         // (B, T) fp32 when `want_magnitudes`
+  at::Tensor branch_norm;         // (B, T) fp32 when `want_magnitudes`: before LayerScale
+  at::Tensor branch_norm_after_layer_scale;  // (B, T) fp32 when `want_magnitudes`: after LayerScale
   at::Tensor residual_norm;       // (B, T) fp32 when `want_magnitudes`
   bool want_attention = false;
   bool want_magnitudes = false;
 };
 
 /// One pre-norm transformer block on tokens (B, T, D): x + ls1 * attn(norm1(x)), then + ls2 * mlp(norm2(.)).
-/// Autograd-friendly (no guards), so training code (pretraining) shares it with inference.
+/// `attention_bias` (heads, T, T) fp32, when defined, is added to the attention logits before the softmax
+/// (BEiT / SimMIM relative position bias: see VitEncoder::attention_bias). Attention probabilities, when
+/// captured, come from an fp32 softmax whatever the compute dtype. Autograd-friendly (no guards), so
+/// training code (pretraining) shares it with inference.
 at::Tensor run_block(const BlockWeights& block, const VitConfig& config, const at::Tensor& x,
-                     BlockCapture* capture = nullptr);
+                     BlockCapture* capture = nullptr, const at::Tensor& attention_bias = at::Tensor());
 
 /// Patch embedding of images (B, C, H, W) -> (B, N, D), without position embeddings or prefix tokens.
 /// `patch_matrix` is the patch_embed weight reshaped to (D, C*P*P).
@@ -113,6 +125,11 @@ class VitEncoder {
   /// True under the autocast-style split (bf16 on CUDA): tokens and block outputs come back fp32.
   bool mixed_precision() const { return mixed_; }
 
+  /// The additive attention-logit bias of `block`, (heads, T, T) fp32: its own relative position bias plus
+  /// the shared one (official order: attn + own + shared, SimMIM vision_transformer.py:104-113); undefined
+  /// for models without one. Computed once at construction.
+  const at::Tensor& attention_bias(int block) const;
+
  private:
   at::Tensor embed(const at::Tensor& images) const;
 
@@ -122,6 +139,7 @@ class VitEncoder {
   std::shared_ptr<const FastEncoderPath> fast_;  // null: the reference path
   at::ScalarType dtype_;
   bool mixed_ = false;  // autocast-style bf16 (CUDA)
+  std::vector<at::Tensor> attention_biases_;  // per block; empty without a relative position bias
 };
 
 /// `weights` with every tensor moved to `device` (before an encoder is built there).

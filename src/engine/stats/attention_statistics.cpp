@@ -46,35 +46,40 @@ MeanStd moments_at(const at::Tensor& mean, const at::Tensor& m2, int64_t index, 
 }  // namespace
 
 std::vector<StatisticInfo> all_statistics() {
-  // name, per head, unit, needs [cls], needs registers
-  return {{"cls_cls_attention", true, kAttention, true, false},
-          {"pos_self_attention", true, kAttention, false, false},
-          {"cls_cls_attention_adj_for_cls", true, kAttention, true, false},
-          {"pos_self_attention_adj_for_cls", true, kAttention, false, false},
-          {"cls_pos_attention", true, kAttention, true, false},
-          {"pos_cls_attention", true, kAttention, true, false},
-          {"cls_pos_entropy", true, kEntropy, true, false},
-          {"pos_pos_entropy", true, kEntropy, false, false},
-          {"cls_magnitude", false, kNormRatio, true, false},
-          {"pos_magnitude", false, kNormRatio, false, false},
-          {"cls_reg_attention", true, kAttention, true, true},
-          {"pos_reg_attention", true, kAttention, false, true},
-          {"reg_self_attention", true, kAttention, false, true},
-          {"reg_magnitude", false, kNormRatio, false, true}};
+  // name, per head, unit, needs [cls], needs registers, needs LayerScale
+  return {{"cls_cls_attention", true, kAttention, true, false, false},
+          {"pos_self_attention", true, kAttention, false, false, false},
+          {"cls_cls_attention_adj_for_cls", true, kAttention, true, false, false},
+          {"pos_self_attention_adj_for_cls", true, kAttention, false, false, false},
+          {"cls_pos_attention", true, kAttention, true, false, false},
+          {"pos_cls_attention", true, kAttention, true, false, false},
+          {"cls_pos_entropy", true, kEntropy, true, false, false},
+          {"pos_pos_entropy", true, kEntropy, false, false, false},
+          {"cls_magnitude", false, kNormRatio, true, false, false},
+          {"pos_magnitude", false, kNormRatio, false, false, false},
+          {"cls_magnitude_after_layer_scale", false, kNormRatio, true, false, true},
+          {"pos_magnitude_after_layer_scale", false, kNormRatio, false, false, true},
+          {"cls_reg_attention", true, kAttention, true, true, false},
+          {"pos_reg_attention", true, kAttention, false, true, false},
+          {"reg_self_attention", true, kAttention, false, true, false},
+          {"reg_magnitude", false, kNormRatio, false, true, false},
+          {"reg_magnitude_after_layer_scale", false, kNormRatio, false, true, true}};
 }
 
-std::vector<StatisticInfo> statistics_for(const TokenLayout& layout) {
+std::vector<StatisticInfo> statistics_for(const StatisticsLayout& layout) {
   std::vector<StatisticInfo> chosen;
   for (const auto& info : all_statistics()) {
     if (info.needs_class_token && !layout.class_token) continue;
     if (info.needs_registers && layout.num_registers == 0) continue;
+    if (info.needs_layer_scale && !layout.layer_scale) continue;
     chosen.push_back(info);
   }
   return chosen;
 }
 
 BlockStatistics compute_block_statistics(const at::Tensor& attention, const at::Tensor& branch_norms,
-                                         const at::Tensor& residual_norms, const TokenLayout& layout) {
+                                         const at::Tensor& residual_norms, const StatisticsLayout& layout,
+                                         const at::Tensor& branch_norms_after_layer_scale) {
   const int64_t n_tokens = layout.num_tokens();
   if (layout.num_patches <= 0) throw BadInput("attention statistics: the layout has no patch tokens");
   if (attention.dim() != 4 || attention.size(2) != n_tokens || attention.size(3) != n_tokens) {
@@ -82,7 +87,12 @@ BlockStatistics compute_block_statistics(const at::Tensor& attention, const at::
                    ", expected (B, heads, " + std::to_string(n_tokens) + ", " + std::to_string(n_tokens) + ")");
   }
   const int64_t batch = attention.size(0);
-  for (const at::Tensor* norms : {&branch_norms, &residual_norms}) {
+  if (layout.layer_scale && !branch_norms_after_layer_scale.defined()) {
+    throw BadInput("attention statistics: a LayerScale model needs the branch norms after LayerScale too");
+  }
+  std::vector<const at::Tensor*> all_norms = {&branch_norms, &residual_norms};
+  if (layout.layer_scale) all_norms.push_back(&branch_norms_after_layer_scale);
+  for (const at::Tensor* norms : all_norms) {
     if (norms->dim() != 2 || norms->size(0) != batch || norms->size(1) != n_tokens) {
       throw BadInput("attention statistics: norms have shape " + shape_text(norms->sizes()) + ", expected (" +
                      std::to_string(batch) + ", " + std::to_string(n_tokens) + ")");
@@ -99,7 +109,11 @@ BlockStatistics compute_block_statistics(const at::Tensor& attention, const at::
   const auto over_patches = to_patches / (patch_sum.unsqueeze(-1) + kEpsilon);
   const auto entropy = -(over_patches * (over_patches + kEpsilon).log()).sum(-1);  // (B, H, T)
   const auto self = a.diagonal(0, 2, 3);                                           // (B, H, T)
-  const auto ratio = branch_norms.to(a.device(), at::kDouble) / (residual_norms.to(a.device(), at::kDouble) + kEpsilon);
+  // The official magnitude (models_simmim.py:139-146, main_attention_stats.py:260-262): branch before LayerScale.
+  const auto residual = residual_norms.to(a.device(), at::kDouble) + kEpsilon;
+  const auto ratio = branch_norms.to(a.device(), at::kDouble) / residual;
+  at::Tensor scaled_ratio;
+  if (layout.layer_scale) scaled_ratio = branch_norms_after_layer_scale.to(a.device(), at::kDouble) / residual;
 
   BlockStatistics out;
   const auto patch_self = self.narrow(2, first_patch, n_patches);
@@ -107,6 +121,7 @@ BlockStatistics compute_block_statistics(const at::Tensor& attention, const at::
   out["pos_self_attention_adj_for_cls"] = (patch_self / (patch_sum.narrow(2, first_patch, n_patches) + kEpsilon)).mean(-1);
   out["pos_pos_entropy"] = entropy.narrow(2, first_patch, n_patches).mean(-1);
   out["pos_magnitude"] = ratio.narrow(1, first_patch, n_patches).mean(-1);
+  if (layout.layer_scale) out["pos_magnitude_after_layer_scale"] = scaled_ratio.narrow(1, first_patch, n_patches).mean(-1);
   if (layout.class_token) {
     const auto cls_row = a.select(2, 0);  // (B, H, T)
     out["cls_cls_attention"] = cls_row.select(2, 0);
@@ -115,6 +130,7 @@ BlockStatistics compute_block_statistics(const at::Tensor& attention, const at::
     out["pos_cls_attention"] = a.select(3, 0).narrow(2, first_patch, n_patches).mean(-1);
     out["cls_pos_entropy"] = entropy.select(2, 0);
     out["cls_magnitude"] = ratio.select(1, 0);
+    if (layout.layer_scale) out["cls_magnitude_after_layer_scale"] = scaled_ratio.select(1, 0);
   }
   if (n_registers > 0) {
     const auto to_registers = a.narrow(3, first_register, n_registers).sum(-1);  // (B, H, T)
@@ -122,12 +138,15 @@ BlockStatistics compute_block_statistics(const at::Tensor& attention, const at::
     out["pos_reg_attention"] = to_registers.narrow(2, first_patch, n_patches).mean(-1);
     out["reg_self_attention"] = self.narrow(2, first_register, n_registers).mean(-1);
     out["reg_magnitude"] = ratio.narrow(1, first_register, n_registers).mean(-1);
+    if (layout.layer_scale) {
+      out["reg_magnitude_after_layer_scale"] = scaled_ratio.narrow(1, first_register, n_registers).mean(-1);
+    }
   }
   for (auto& [name, value] : out) value = value.cpu();
   return out;
 }
 
-StatisticsAccumulator::StatisticsAccumulator(TokenLayout layout, int depth, int num_heads)
+StatisticsAccumulator::StatisticsAccumulator(StatisticsLayout layout, int depth, int num_heads)
     : layout_(layout), depth_(depth), num_heads_(num_heads), statistics_(statistics_for(layout)) {
   if (depth <= 0 || num_heads <= 0) {
     throw BadInput("attention statistics: depth " + std::to_string(depth) + " and heads " + std::to_string(num_heads) +
