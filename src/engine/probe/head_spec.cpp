@@ -23,6 +23,7 @@ const std::map<std::string, HeadKind>& kinds_by_name() {
       {"simpool", HeadKind::SimPool},
       {"mhca", HeadKind::MultiHeadCrossAttention},
       {"knn", HeadKind::Knn},
+      {"dino", HeadKind::Dino},
   };
   return kinds;
 }
@@ -196,7 +197,7 @@ std::vector<HeadSpec> parse_head_list(const std::string& text) {
 std::string head_syntax_help() {
   return "cls, mean, cls+mean, center:N, cattn:N, attn-mean, attn-minent, "
          "abmilp[:depth=1|2,act=relu|tanh,sa=none|map|both,cond=none|pe,content=patch|all], ep:M, simpool, mhca, "
-         "knn[:feature=cls|mean|cls+mean]";
+         "knn[:feature=cls|mean|cls+mean], dino (needs --oracle-model)";
 }
 
 }  // namespace vitprobe

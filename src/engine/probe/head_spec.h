@@ -1,7 +1,7 @@
 #pragma once
 // The `--heads` language: which aggregation each probe head uses, with its options, e.g.
 //   cls, mean, cls+mean, center:4, cattn:4, attn-mean, attn-minent,
-//   abmilp, abmilp:depth=2,act=tanh,sa=both,cond=pe,content=all, ep:32, simpool, mhca, knn, knn:feature=mean
+//   abmilp, abmilp:depth=2,act=tanh,sa=both,cond=pe,content=all, ep:32, simpool, mhca, knn, knn:feature=mean, dino
 // A comma separates heads; an item of the form key=value continues the options of the head before it, so
 // `--heads cls,abmilp:depth=2,act=tanh,mean` is three heads. ';' also separates heads.
 #include <string>
@@ -23,6 +23,8 @@ enum class HeadKind {
   SimPool,              // GAP query, LayerNorm'd keys/values, one-head cross-attention
   MultiHeadCrossAttention,  // one learned query, q/k/v projections, heads = encoder heads (AIM / V-JEPA)
   Knn,                  // weighted k-NN on L2-normalised features; nothing trained
+  Dino,                 // patches weighted by a second encoder's (the oracle's, --oracle-model) last-block [cls]
+                        // attention averaged over heads (official "dino", beyond_cls models_vit.py:337-350)
 };
 
 /// One parsed head.
@@ -45,6 +47,8 @@ struct HeadSpec {
   bool learned_pooling() const;
   /// True when the aggregation reads the encoder's attention of the probed block.
   bool needs_attention() const;
+  /// True when the aggregation reads the oracle's attention (dino): the run needs --oracle-model.
+  bool needs_oracle() const { return kind == HeadKind::Dino; }
 };
 
 /// Parses one head, e.g. "abmilp:depth=2,act=tanh"; throws BadInput naming the text and the valid values.

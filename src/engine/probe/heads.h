@@ -97,7 +97,7 @@ std::vector<at::Tensor> forward_synchronised(const std::vector<ProbeHead*>& head
 /// `tokens` are the probed block's tokens as the head was trained on (after the final norm unless the head's
 /// config says final_norm off): all tokens (B, T, D), or the patch tokens alone (B, n_patches, D) for heads
 /// that do not read the prefix tokens. Rows sum to 1. Runs without autograd. Throws BadInput for cls, cls+mean
-/// and knn, which weight no patches.
+/// and knn, which weight no patches, and for dino, whose weights are its oracle's (oracle_cls_attention).
 at::Tensor pooling_weights(const ProbeHead& head, const at::Tensor& tokens, const at::Tensor& attention = {});
 
 }  // namespace vitprobe

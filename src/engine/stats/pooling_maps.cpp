@@ -146,7 +146,8 @@ class ProbeHeadPooling final : public PoolingWeightSource {
 }  // namespace
 
 std::vector<std::unique_ptr<PoolingWeightSource>> load_pooling_heads(const std::string& heads_dir,
-                                                                      std::shared_ptr<const VitEncoder> encoder) {
+                                                                      std::shared_ptr<const VitEncoder> encoder,
+                                                                      std::vector<std::string>* notes) {
   const auto layout = TokenLayout::of(encoder->config());
   std::vector<std::unique_ptr<PoolingWeightSource>> sources;
   std::vector<std::string> skipped;
@@ -154,6 +155,11 @@ std::vector<std::unique_ptr<PoolingWeightSource>> load_pooling_heads(const std::
     auto loaded = load_head(folder, encoder->weights().patch_weight.device());
     if (!weights_patches(loaded.head->spec().kind)) {
       skipped.push_back(loaded.head->spec().name);
+      // dino weights patches, but by a second encoder's attention (its oracle), which is not run here.
+      if (loaded.head->spec().needs_oracle() && notes) {
+        notes->push_back(folder + ": head '" + loaded.head->spec().name + "' skipped: its weights are its oracle's "
+                         "[cls] attention (config.json \"oracle\"), drawn by `vitprobe maps --model ORACLE`");
+      }
       continue;
     }
     if (layout_to_json(loaded.head->layout()) != layout_to_json(layout)) {
@@ -171,7 +177,7 @@ std::vector<std::unique_ptr<PoolingWeightSource>> load_pooling_heads(const std::
     std::string names;
     for (const auto& name : skipped) names += (names.empty() ? "" : ", ") + name;
     throw BadInput(heads_dir + ": no head that weights patches (abmilp, ep, simpool, mhca, cattn, attn-mean, "
-                   "attn-minent); found " + (names.empty() ? std::string("none") : names));
+                   "attn-minent; dino is skipped); found " + (names.empty() ? std::string("none") : names));
   }
   return sources;
 }
