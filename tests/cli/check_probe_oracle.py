@@ -50,7 +50,9 @@ def tiny_oracle(path, **config):
 def probe_args(cache, out, heads, oracle, extra=()):
     args = ["probe", "--model", MAE, "--data", "fashion-mnist", "--limit", "1000", "--val-limit", "200",
             "--heads", heads, "--features", "cached", "--epochs", "2", "--cache-dir", cache, "--threads", "1",
-            # 2 epochs of 18 LARS steps: no warm-up, and the large base rates a small batch needs (check_probe.py)
+            # 2 epochs of 18 LARS steps: no warm-up, and the large base rates a small batch needs (check_probe.py).
+            # Fewer steps leave dino at chance: its feature is ~1/N the size of a weighted mean, and BatchNorm's
+            # running variance (starting at 1, momentum 0.1) needs ~30 steps to forget its start.
             "--batch", "50", "--warmup-epochs", "0", "--lrs", "10,30,100,300", "--quiet", "--out", out, "--json",
             *extra]
     return args + (["--oracle-model", oracle] if oracle else [])
