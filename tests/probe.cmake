@@ -15,3 +15,11 @@ vitprobe_py_test(cli.probe.bad_input cli cli/check_probe.py bad-input)
 # The probe unit tests (also discovered one by one with label unit) as one entry that `ctest -R probe` selects.
 add_test(NAME unit.probe COMMAND vitprobe_unit_tests "--gtest_filter=Probe*:-ProbeReference.*")
 set_tests_properties(unit.probe PROPERTIES LABELS unit TIMEOUT 300 ENVIRONMENT "OMP_NUM_THREADS=2")
+
+# The dino oracle aggregation (issue 16): two random ViTs as encoder and oracle, the official form in PyTorch.
+add_test(NAME golden.probe.oracle
+         COMMAND ${VITPROBE_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/golden/oracle_reference.py
+                 $<TARGET_FILE:vitprobe_unit_tests> ${CMAKE_CURRENT_BINARY_DIR}/work/golden.probe.oracle)
+set_tests_properties(golden.probe.oracle PROPERTIES LABELS golden TIMEOUT 300 ENVIRONMENT "OMP_NUM_THREADS=2")
+# probe --heads cls,dino --oracle-model on the bundled MAE and DINO models; evaluate, maps, the cache key, refusals.
+vitprobe_py_test(cli.probe.oracle cli cli/check_probe_oracle.py)

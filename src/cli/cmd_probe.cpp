@@ -37,6 +37,11 @@ void add_feature_options(CLI::App& app, FeatureOptions& options, PreprocessFlags
   app.add_option("--final-norm", final_norm, "Apply the final LayerNorm to the probed tokens (off = official beyond_cls code)")
       ->capture_default_str()
       ->check(CLI::IsMember({"on", "off"}));
+  app.add_option("--oracle-model", options.oracle_model,
+                 "Checkpoint whose last-block [cls] attention (mean over heads) weights the patches of the dino "
+                 "head; it sees the same normalised images (same --dtype, --device, --img-size; its own key map "
+                 "and head count) and needs a [cls] token and the encoder's patch grid")
+      ->default_str("none");
   app.add_option("--cache-dir", options.cache_dir, "Cached features folder")->default_str(default_cache_dir());
   app.add_option("--batch,--batch-size", options.batch_size, "Batch size (images per encoder forward and per step)")
       ->capture_default_str()

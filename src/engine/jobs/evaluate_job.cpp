@@ -9,6 +9,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <tuple>
 
 #include "common/errors.h"
 #include "common/progress.h"
@@ -23,6 +24,29 @@
 namespace vitprobe {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+// The oracle a dino head's config records (file, SHA-256); BadInput when the file is gone or has changed.
+std::pair<std::string, std::string> recorded_oracle(const LoadedHead& head) {
+  const auto& oracle = head.config.value("oracle", nlohmann::json());
+  if (!oracle.is_object() || !oracle.value("model", nlohmann::json()).is_string() ||
+      !oracle.value("model_sha256", nlohmann::json()).is_string()) {
+    throw BadInput(head.folder + "/config.json: the dino head records no oracle (\"oracle\": {\"model\", \"model_sha256\"})");
+  }
+  const auto file = oracle.at("model").get<std::string>();
+  const auto sha = oracle.at("model_sha256").get<std::string>();
+  if (!fs::is_regular_file(file)) {
+    throw BadInput(head.folder + ": the oracle the dino head was trained with, " + file + ", is gone");
+  }
+  if (sha256_file(file) != sha) {
+    throw BadInput(head.folder + ": the oracle " + file + " has changed since the dino head was trained (SHA-256 " +
+                   sha.substr(0, 12) + "... recorded)");
+  }
+  return {file, sha};
+}
+
+}  // namespace
 
 nlohmann::json run_evaluate_job(const EvaluateJobOptions& options) {
   if (options.model.empty()) throw BadInput("--model is required");
@@ -86,12 +110,21 @@ nlohmann::json run_evaluate_job(const EvaluateJobOptions& options) {
       notes.push_back(head.folder + ": trained on a model with another SHA-256 than " + options.model);
     }
   }
-  // One pass per (block, final norm) group of heads.
-  std::map<std::pair<int, bool>, std::vector<size_t>> groups;
+  // One pass per (block, final norm, oracle) group of heads; the dino heads' oracle comes from their config.
+  std::map<std::tuple<int, bool, std::string>, std::vector<size_t>> groups;
+  std::map<std::string, std::string> oracle_files;  // SHA-256 -> file
   for (size_t i = 0; i < heads.size(); ++i) {
     const auto& encoder = heads[i].config.at("encoder");
-    groups[{encoder.at("block").get<int>(), encoder.at("final_norm").get<bool>()}].push_back(i);
+    std::string oracle_sha;
+    if (heads[i].head->spec().needs_oracle()) {
+      const auto [file, sha] = recorded_oracle(heads[i]);
+      oracle_files[sha] = file;
+      oracle_sha = sha;
+    }
+    groups[{encoder.at("block").get<int>(), encoder.at("final_norm").get<bool>(), oracle_sha}].push_back(i);
   }
+  std::map<std::string, std::shared_ptr<const VitEncoder>> oracles;
+  for (const auto& [sha, file] : oracle_files) oracles[sha] = load_oracle(file, load, model.encoder->config());
   std::vector<std::array<int64_t, 3>> counts(heads.size(), {0, 0, 0});
   LoaderOptions loader;
   loader.batch_size = options.batch_size;
@@ -102,7 +135,9 @@ nlohmann::json run_evaluate_job(const EvaluateJobOptions& options) {
   for (const auto& [group, members] : groups) {
     std::vector<HeadSpec> specs;
     for (auto i : members) specs.push_back(heads[i].head->spec());
-    const FeatureExtractor extractor(model.encoder, group.first, group.second, required_features(specs));
+    const auto& [block, final_norm, oracle_sha] = group;
+    const FeatureExtractor extractor(model.encoder, block, final_norm, required_features(specs),
+                                     oracle_sha.empty() ? nullptr : oracles.at(oracle_sha));
     OnlineFeatures source(*dataset, ImageTransform(transform), loader, extractor);
     ProgressOptions progress_options;
     progress_options.enabled = options.progress;

@@ -11,10 +11,11 @@ nlohmann::json run_extract_job(const ExtractJobOptions& given) {
   ExtractJobOptions options = given;  // each rank of a distributed run on its own GPU (LOCAL_RANK)
   const DistOptions dist = rank_dist_options(options.features.dist, options.features.load.device);
   const auto specs = parse_head_list(options.heads);
+  check_oracle_option(specs, options.features);
   const auto communicator = connect(dist);
   const FeatureContext context = prepare_features(options.features);
   for (const auto& spec : specs) check_head_fits(spec, context.layout);
-  const FeatureExtractor extractor(context.model.encoder, context.block, options.features.final_norm, required_features(specs));
+  const FeatureExtractor extractor = make_extractor(context, options.features, required_features(specs));
   nlohmann::json splits = nlohmann::json::object();
   for (const auto& name : options.splits) {
     const bool is_val = is_val_split(name);
@@ -27,7 +28,8 @@ nlohmann::json run_extract_job(const ExtractJobOptions& given) {
   }
   return {{"model", options.features.model}, {"model_sha256", context.model_sha256},
           {"cache_dir", cache_root(options.features)}, {"block", context.block},
-          {"final_norm", options.features.final_norm}, {"world_size", communicator->world_size()}, {"splits", splits}};
+          {"final_norm", options.features.final_norm}, {"world_size", communicator->world_size()}, {"splits", splits},
+          {"oracle_sha256", context.oracle_sha256.empty() ? nlohmann::json() : nlohmann::json(context.oracle_sha256)}};
 }
 
 }  // namespace vitprobe

@@ -2,6 +2,7 @@
 
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -16,9 +17,10 @@ namespace fs = std::filesystem;
 namespace {
 
 FeatureCacheKey cache_key(const FeatureOptions& options, const FeatureContext& context, const std::string& split,
-                          int64_t limit) {
+                          int64_t limit, bool with_oracle) {
   FeatureCacheKey key;
   key.model_sha256 = context.model_sha256;
+  if (with_oracle) key.oracle_sha256 = context.oracle_sha256;  // another oracle never reuses the dino feature
   key.img_size = context.model.encoder->config().img_size;
   key.dtype = options.load.dtype;
   key.data = options.data;
@@ -68,7 +70,42 @@ FeatureContext prepare_features(const FeatureOptions& options) {
   context.train_transform.preprocess = preprocess;
   context.train_transform.crop_sampler = parse_crop_sampler(options.crop_sampler);
   context.device = at::Device(options.load.device);
+  if (!options.oracle_model.empty()) {
+    context.oracle = load_oracle(options.oracle_model, options.load, config);
+    context.oracle_sha256 = sha256_file(options.oracle_model);
+  }
   return context;
+}
+
+LoadOptions oracle_load_options(const LoadOptions& model) {
+  LoadOptions load;
+  load.img_size = model.img_size;
+  load.dtype = model.dtype;
+  load.device = model.device;
+  load.backend = model.backend;
+  load.allow_nonfinite = model.allow_nonfinite;
+  return load;
+}
+
+std::shared_ptr<const VitEncoder> load_oracle(const std::string& file, const LoadOptions& model_load,
+                                              const VitConfig& encoder) {
+  auto oracle = load_model(file, oracle_load_options(model_load)).encoder;
+  check_oracle_fits(oracle->config(), encoder, file);
+  return oracle;
+}
+
+void check_oracle_option(const std::vector<HeadSpec>& specs, const FeatureOptions& options) {
+  const bool wanted = std::any_of(specs.begin(), specs.end(), [](const HeadSpec& spec) { return spec.needs_oracle(); });
+  if (wanted && options.oracle_model.empty()) {
+    throw BadInput("head 'dino' needs --oracle-model CKPT (the encoder whose last-block [cls] attention weights the patches)");
+  }
+  if (!wanted && !options.oracle_model.empty()) {
+    throw BadInput("--oracle-model " + options.oracle_model + ": only the dino head reads it, and --heads has none");
+  }
+}
+
+FeatureExtractor make_extractor(const FeatureContext& context, const FeatureOptions& options, std::set<std::string> names) {
+  return FeatureExtractor(context.model.encoder, context.block, options.final_norm, std::move(names), context.oracle);
 }
 
 std::unique_ptr<Dataset> open_split(const FeatureOptions& options, const std::string& split, int64_t limit) {
@@ -99,7 +136,8 @@ std::vector<std::string> input_folders(const FeatureOptions& options) {
 
 void build_cache(FeatureSplit& split, const FeatureOptions& options, const FeatureContext& context,
                  const FeatureExtractor& extractor, Communicator& communicator) {
-  split.cache = FeatureCache::build(cache_root(options), cache_key(options, context, split.name, split.limit),
+  split.cache = FeatureCache::build(cache_root(options),
+                                    cache_key(options, context, split.name, split.limit, needs_oracle(extractor.names())),
                                     extractor.names(), *split.dataset, ImageTransform(context.eval_transform), extractor,
                                     eval_loader(options), options.progress, communicator);
 }

@@ -8,7 +8,9 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "checkpoint/loader.h"
 #include "data/dataset.h"
@@ -33,6 +35,7 @@ struct FeatureOptions {
   int block = -1;                 // probed block, negative from the end
   bool final_norm = false;        // apply the final LayerNorm (off: the official beyond_cls / EP code)
   std::string crop_sampler = "mae";  // train transform's RandomResizedCrop: mae (util/crop.py) | torchvision
+  std::string oracle_model;       // --oracle-model: the checkpoint whose last-block [cls] attention the dino head reads
   std::string cache_dir;          // cached features; empty: $VITPROBE_CACHE, else ~/.cache/vitprobe/features
   int64_t batch_size = 256;       // images per encoder forward and rank
   int workers = 2;                // image decoding threads
@@ -52,11 +55,30 @@ struct FeatureContext {
   TransformOptions eval_transform, train_transform;
   at::Device device = at::kCPU;
   int block = 0;  // non-negative
+  // The dino head's oracle (--oracle-model), null without one.
+  std::shared_ptr<const VitEncoder> oracle;
+  std::string oracle_sha256;
 };
 
-/// Loads the encoder and resolves block and preprocessing; throws BadInput for a missing --model or --data,
-/// a block out of range, or a crop other than the model's input size.
+/// Loads the encoder (and the oracle, when --oracle-model is given) and resolves block and preprocessing;
+/// throws BadInput for a missing --model or --data, a block out of range, a crop other than the model's input
+/// size, or an oracle without [cls] or with another patch grid than the encoder's.
 FeatureContext prepare_features(const FeatureOptions& options);
+
+/// How the oracle is loaded: the model's dtype, device, backend, --img-size and --allow-nonfinite (it sees the
+/// same images on the same device); its own key map (auto), architecture and head count (from its file).
+LoadOptions oracle_load_options(const LoadOptions& model);
+
+/// Loads an oracle for `encoder`: load_model with oracle_load_options, then check_oracle_fits.
+std::shared_ptr<const VitEncoder> load_oracle(const std::string& file, const LoadOptions& model_load,
+                                              const VitConfig& encoder);
+
+/// Refuses (BadInput) a dino head without --oracle-model, and --oracle-model without a dino head.
+void check_oracle_option(const std::vector<HeadSpec>& specs, const FeatureOptions& options);
+
+/// The extractor of `names` for the context's encoder, block and oracle.
+FeatureExtractor make_extractor(const FeatureContext& context, const FeatureOptions& options,
+                                std::set<std::string> names);
 
 /// One split's data, with its cached features in cached mode.
 struct FeatureSplit {
@@ -70,7 +92,8 @@ struct FeatureSplit {
 std::unique_ptr<Dataset> open_split(const FeatureOptions& options, const std::string& split, int64_t limit);
 
 /// Builds (or reuses) the split's feature cache under cache_root, keyed by model, data, block, norm and
-/// eval transform; every rank extracts its shard.
+/// eval transform, and by the oracle's SHA-256 when the dino feature is among those extracted; every rank
+/// extracts its shard.
 void build_cache(FeatureSplit& split, const FeatureOptions& options, const FeatureContext& context,
                  const FeatureExtractor& extractor, Communicator& communicator);
 

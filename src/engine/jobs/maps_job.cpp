@@ -85,13 +85,14 @@ nlohmann::json run_maps_job(const MapsOptions& options) {
   const LoadedModel model = load_model(options.model, options.load);
   const auto& config = model.encoder->config();
   std::vector<std::unique_ptr<PoolingWeightSource>> pooling;
-  if (!options.heads_dir.empty()) pooling = load_pooling_heads(options.heads_dir, model.encoder);
+  std::vector<std::string> skipped_notes;  // dino heads
+  if (!options.heads_dir.empty()) pooling = load_pooling_heads(options.heads_dir, model.encoder, &skipped_notes);
   const int block = options.block < 0 ? config.depth + options.block : options.block;
   if (block < 0 || block >= config.depth) {
     throw BadInput("--block " + std::to_string(options.block) + ": the model has " + std::to_string(config.depth) + " blocks");
   }
   const auto preprocess = model_preprocess(model, options.preprocess);
-  nlohmann::json notes = nlohmann::json::array();
+  nlohmann::json notes = skipped_notes;
   if (!pooling.empty()) {
     const auto sha = sha256_file(options.model);
     for (const auto& source : pooling) {

@@ -28,6 +28,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// The dino head's oracle as its config records it: `vitprobe evaluate` reloads it from there.
+nlohmann::json oracle_json(const FeatureOptions& options, const FeatureContext& context) {
+  return {{"model", fs::absolute(options.oracle_model).lexically_normal().string()},
+          {"model_sha256", context.oracle_sha256}};
+}
+
 nlohmann::json head_config(const ProbeJobOptions& options, const FeatureContext& context, const HeadRun& run,
                            const Dataset& dataset, const nlohmann::json& config, uint64_t seed) {
   const auto& head = *run.head;
@@ -211,8 +217,9 @@ SeedOutcome run_seed(const ProbeJobOptions& options, const FeatureContext& conte
     const auto& run = trainer.runs()[best_run_index(trainer, spec.name)];
     const auto relative = "heads/" + head_folder_name(spec.name);
     if (main_rank) {
-      save_head((fs::path(dir) / relative).string(), run.best_state,
-                head_config(options, context, run, *train.dataset, config, seed));
+      auto head_json = head_config(options, context, run, *train.dataset, config, seed);
+      if (spec.needs_oracle()) head_json["oracle"] = oracle_json(options.features, context);
+      save_head((fs::path(dir) / relative).string(), run.best_state, head_json);
     }
     saved[spec.name] = relative;
   }
@@ -260,6 +267,7 @@ nlohmann::json run_probe_job(const ProbeJobOptions& given) {
   }
   if (options.seeds.empty()) throw BadInput("--seeds: no seed given");
   const auto specs = parse_head_list(options.heads);
+  check_oracle_option(specs, options.features);
   std::vector<double> lrs = options.base_lrs;
   if (lrs.empty()) lrs = options.blr > 0 ? std::vector<double>{options.blr} : default_learning_rate_grid(options.optimizer.kind);
   if (options.select_on != "train-holdout" && options.select_on != "val") {
@@ -291,7 +299,7 @@ nlohmann::json run_probe_job(const ProbeJobOptions& given) {
     holdout->fit = make_subset_view(*train.dataset, holdout->split.fit, "fit part");
     holdout->held = make_subset_view(*train.dataset, holdout->split.holdout, "held-out part");
   }
-  const FeatureExtractor extractor(context.model.encoder, context.block, options.features.final_norm, required_features(specs));
+  const FeatureExtractor extractor = make_extractor(context, options.features, required_features(specs));
 
   const int64_t effective_batch = options.features.batch_size * options.accum_iter * communicator->world_size();
   std::vector<std::string> head_names;
@@ -313,6 +321,9 @@ nlohmann::json run_probe_job(const ProbeJobOptions& given) {
       {"select_on", options.select_on}, {"head_init", options.head_init}, {"crop_sampler", options.features.crop_sampler},
       {"preprocess", preprocess_json(p)}, {"train_transform", describe_transform(context.train_transform)}};
 
+  if (context.oracle) {  // only then: the configs (and resume fingerprints) of runs without one stay as they were
+    config["oracle"] = oracle_json(options.features, context);
+  }
   if (holdout) {
     config["holdout_fraction"] = options.holdout_fraction;
     config["holdout_seed"] = options.holdout_seed;

@@ -94,7 +94,7 @@ class RowWriter {
 }  // namespace
 
 nlohmann::json FeatureCacheKey::to_json() const {
-  return {{"format_version", kCacheFormatVersion},
+  nlohmann::json json = {{"format_version", kCacheFormatVersion},
           {"model_sha256", model_sha256},
           {"img_size", img_size},
           {"dtype", dtype},
@@ -105,6 +105,8 @@ nlohmann::json FeatureCacheKey::to_json() const {
           {"block", block},
           {"final_norm", final_norm},
           {"transform", transform}};
+  if (!oracle_sha256.empty()) json["oracle_sha256"] = oracle_sha256;
+  return json;
 }
 
 std::string FeatureCacheKey::digest() const { return sha256_hex(to_json().dump()); }

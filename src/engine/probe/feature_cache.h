@@ -44,6 +44,8 @@ struct FeatureCacheKey {
   int block = 0;            // non-negative block index
   bool final_norm = true;
   std::string transform;    // describe_transform() of the eval transform
+  std::string oracle_sha256;  // the dino oracle's checkpoint when the dino feature is extracted; empty: none
+                              // (and left out of to_json, so keys without an oracle stay as they were)
 
   nlohmann::json to_json() const;
   /// SHA-256 of to_json().dump() (hex), the entry's folder name.

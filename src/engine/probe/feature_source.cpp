@@ -6,9 +6,19 @@
 
 namespace vitprobe {
 
+at::Tensor oracle_weights(const VitEncoder& oracle, const at::Tensor& images) {
+  const auto& config = oracle.config();
+  ForwardRequest request;
+  request.final_tokens = false;
+  request.attention_blocks = {config.depth - 1};  // the last block (models_vit.py:343, return_block = depth - 1)
+  const auto device_images = images.to(oracle.weights().patch_weight.device(), /*non_blocking=*/true);
+  const auto result = oracle.forward(device_images, request);  // runs without autograd
+  return oracle_cls_attention(result.attention.at(config.depth - 1), TokenLayout::of(config));
+}
+
 FeatureExtractor::FeatureExtractor(std::shared_ptr<const VitEncoder> encoder, int block, bool final_norm,
-                                   std::set<std::string> names)
-    : encoder_(std::move(encoder)), final_norm_(final_norm), names_(std::move(names)) {
+                                   std::set<std::string> names, std::shared_ptr<const VitEncoder> oracle)
+    : encoder_(std::move(encoder)), final_norm_(final_norm), names_(std::move(names)), oracle_(std::move(oracle)) {
   const auto& config = encoder_->config();
   block_ = block < 0 ? config.depth + block : block;
   if (block_ < 0 || block_ >= config.depth) {
@@ -16,6 +26,10 @@ FeatureExtractor::FeatureExtractor(std::shared_ptr<const VitEncoder> encoder, in
                    " blocks, 0.." + std::to_string(config.depth - 1) + " or -1..-" + std::to_string(config.depth) + ")");
   }
   layout_ = TokenLayout::of(config);
+  if (needs_oracle(names_)) {
+    if (!oracle_) throw BadInput("head 'dino' needs --oracle-model CKPT (the encoder whose [cls] attention weights the patches)");
+    check_oracle_fits(oracle_->config(), config, "(oracle)");
+  }
 }
 
 FeatureMap FeatureExtractor::operator()(const at::Tensor& images) const {
@@ -34,7 +48,8 @@ FeatureMap FeatureExtractor::operator()(const at::Tensor& images) const {
   }
   const auto found = result.attention.find(block_);
   const at::Tensor attention = found == result.attention.end() ? at::Tensor() : found->second;
-  return compute_features(tokens, attention, layout_, names_);
+  const at::Tensor oracle = needs_oracle(names_) ? oracle_weights(*oracle_, images) : at::Tensor();
+  return compute_features(tokens, attention, layout_, names_, oracle);
 }
 
 OnlineFeatures::OnlineFeatures(const Dataset& dataset, ImageTransform transform, LoaderOptions options,

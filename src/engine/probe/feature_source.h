@@ -24,7 +24,11 @@ class FeatureExtractor {
  public:
   /// `block` < 0 counts from the end (-1 = last block). `final_norm`: apply the encoder's final LayerNorm to
   /// the probed block's tokens (ignored when the model has none); off reproduces the official beyond_cls code.
-  FeatureExtractor(std::shared_ptr<const VitEncoder> encoder, int block, bool final_norm, std::set<std::string> names);
+  /// `oracle`: the second encoder whose last-block [cls] attention the "dino" feature reads; it runs on the same
+  /// (already normalised) images, as beyond_cls models_vit.py:343 passes `orig_x`. Throws BadInput when "dino"
+  /// is among `names` without an oracle, or when the oracle does not fit (check_oracle_fits).
+  FeatureExtractor(std::shared_ptr<const VitEncoder> encoder, int block, bool final_norm, std::set<std::string> names,
+                   std::shared_ptr<const VitEncoder> oracle = nullptr);
 
   /// Features of normalised images (B, 3, S, S) (float32 or bf16), on the encoder's device.
   FeatureMap operator()(const at::Tensor& images) const;
@@ -34,9 +38,11 @@ class FeatureExtractor {
   int block() const { return block_; }
   bool final_norm() const { return final_norm_; }
   const VitEncoder& encoder() const { return *encoder_; }
-  /// The same encoder, block and norm computing other features.
+  /// The oracle, or null.
+  const std::shared_ptr<const VitEncoder>& oracle() const { return oracle_; }
+  /// The same encoder, block, norm and oracle computing other features.
   FeatureExtractor with_names(std::set<std::string> names) const {
-    return FeatureExtractor(encoder_, block_, final_norm_, std::move(names));
+    return FeatureExtractor(encoder_, block_, final_norm_, std::move(names), oracle_);
   }
 
  private:
@@ -45,7 +51,12 @@ class FeatureExtractor {
   bool final_norm_;
   std::set<std::string> names_;
   TokenLayout layout_;
+  std::shared_ptr<const VitEncoder> oracle_;
 };
+
+/// The oracle's dino weights (B, n_patches) for normalised images (B, 3, S, S): a forward up to its last block
+/// (no grad), then oracle_cls_attention of that block. On the oracle's device, float32.
+at::Tensor oracle_weights(const VitEncoder& oracle, const at::Tensor& images);
 
 /// A stream of feature batches, epoch by epoch.
 class FeatureSource {

@@ -61,6 +61,7 @@ std::vector<std::string> required_features(const HeadSpec& spec) {
     case HeadKind::Knn:
       if (spec.knn_feature == "cls+mean") return {"cls", "mean"};
       return {spec.knn_feature};
+    case HeadKind::Dino: return {"dino"};
     default: return {"tokens"};
   }
 }
@@ -78,6 +79,23 @@ bool needs_attention(const std::set<std::string>& features) {
     if (name.rfind("cattn:", 0) == 0 || name == "attn-mean" || name == "attn-minent") return true;
   }
   return false;
+}
+
+bool needs_oracle(const std::set<std::string>& features) { return features.count("dino") > 0; }
+
+void check_oracle_fits(const VitConfig& oracle, const VitConfig& encoder, const std::string& file) {
+  if (!oracle.class_token) {
+    throw BadInput("--oracle-model " + file + ": the oracle has no [cls] token (the dino head weights patches by "
+                   "the oracle's [cls] attention)");
+  }
+  if (oracle.img_size != encoder.img_size || oracle.grid_size() != encoder.grid_size()) {
+    const auto describe = [](const VitConfig& config) {
+      return std::to_string(config.grid_size()) + "x" + std::to_string(config.grid_size()) + " (" +
+             std::to_string(config.img_size) + " px, patch " + std::to_string(config.patch_size) + ")";
+    };
+    throw BadInput("--oracle-model " + file + ": the oracle's patch grid " + describe(oracle) +
+                   " differs from the encoder's " + describe(encoder) + " (it must see the same images)");
+  }
 }
 
 void check_head_fits(const HeadSpec& spec, const TokenLayout& layout) {
@@ -149,8 +167,20 @@ at::Tensor cls_attention_min_entropy_weights(const at::Tensor& attention, const 
   return weights / weights.sum(1, true);
 }
 
+at::Tensor oracle_cls_attention(const at::Tensor& attention, const TokenLayout& oracle_layout) {
+  if (!oracle_layout.class_token) throw BadInput("dino: the oracle has no [cls] token");
+  if (!attention.defined() || attention.dim() != 4 || attention.size(2) != oracle_layout.num_tokens() ||
+      attention.size(3) != oracle_layout.num_tokens()) {
+    throw BadInput("dino: needs the oracle's last-block attention (B, heads, " + std::to_string(oracle_layout.num_tokens()) +
+                   ", " + std::to_string(oracle_layout.num_tokens()) + ")");
+  }
+  // beyond_cls models_vit.py:343-345: d_attn[:, :, 0, 1:] of the oracle's last block; the head mean is taken
+  // by the .mean(dim=[1, 2]) that follows, here first (the same sum).
+  return attention.to(at::kFloat).select(2, 0).slice(2, oracle_layout.num_prefix_tokens).mean(1);
+}
+
 FeatureMap compute_features(const at::Tensor& tokens_in, const at::Tensor& attention, const TokenLayout& layout,
-                            const std::set<std::string>& names) {
+                            const std::set<std::string>& names, const at::Tensor& oracle_weights) {
   const auto tokens = tokens_in.to(at::kFloat);
   if (tokens.dim() != 3 || tokens.size(1) != layout.num_tokens() || tokens.size(2) != layout.embed_dim) {
     throw BadInput("compute_features: tokens must be (B, " + std::to_string(layout.num_tokens()) + ", " +
@@ -175,6 +205,15 @@ FeatureMap compute_features(const at::Tensor& tokens_in, const at::Tensor& atten
       features[name] = weighted_patch_sum(cls_attention_mean_weights(attention, layout), patches);
     } else if (name == "attn-minent") {
       features[name] = weighted_patch_sum(cls_attention_min_entropy_weights(attention, layout), patches);
+    } else if (name == "dino") {
+      if (!oracle_weights.defined() || oracle_weights.dim() != 2 || oracle_weights.size(0) != tokens.size(0) ||
+          oracle_weights.size(1) != layout.num_patches()) {
+        throw BadInput("feature 'dino': needs the oracle's [cls] attention to the " +
+                       std::to_string(layout.num_patches()) + " patches of each image (--oracle-model)");
+      }
+      // beyond_cls models_vit.py:347-350: (fm.unsqueeze(1) * d_attn).mean(dim=[1, 2]) = (1/(H N)) sum_h,n a_hn x_n.
+      const auto weights = oracle_weights.to(tokens.device(), at::kFloat) / static_cast<double>(layout.num_patches());
+      features[name] = weighted_patch_sum(weights, patches);
     } else {
       throw BadInput("compute_features: unknown feature '" + name + "'");
     }

@@ -34,6 +34,8 @@ struct TokenLayout {
 ///   "mean"         (B, D)    mean of the patch tokens
 ///   "center:N"     (B, D)    mean of the central NxN patches
 ///   "cattn:N", "attn-mean", "attn-minent"   (B, D) patches weighted by the fixed attention weights below
+///   "dino"         (B, D)    patches weighted by the oracle's [cls] attention (oracle_cls_attention), averaged
+///                            over the patches: (1/N) sum_n w_n x_n (official "dino", fm * d_attn .mean([1, 2]))
 using FeatureMap = std::map<std::string, at::Tensor>;
 
 /// Adds "patches" (B, N, D), the contiguous patch tokens of "tokens", when "tokens" is present: computed once
@@ -53,16 +55,23 @@ std::vector<std::string> required_features(const HeadSpec& spec);
 /// The union of the features of `specs`, and whether the encoder's attention is needed to compute them.
 std::set<std::string> required_features(const std::vector<HeadSpec>& specs);
 bool needs_attention(const std::set<std::string>& features);
+/// Whether computing `features` needs the oracle's attention (the "dino" feature).
+bool needs_oracle(const std::set<std::string>& features);
 
 /// Checks that the encoder can give what `spec` needs ([cls] for cls heads and ep_all, a grid of at least NxN,
 /// D divisible by the number of EP queries times d_out, and by the heads of aim and vjepa); throws BadInput
 /// naming the head.
 void check_head_fits(const HeadSpec& spec, const TokenLayout& layout);
 
+/// Checks that an oracle encoder can weight the patches of `encoder` for the dino feature: it has a [cls]
+/// token, takes the same input size and has the same patch grid. Throws BadInput naming `file`.
+void check_oracle_fits(const VitConfig& oracle, const VitConfig& encoder, const std::string& file);
+
 /// Computes the named features from the probed block's tokens (B, T, D) and, for the attention-weighted
-/// features, that block's attention probabilities (B, heads, T, T). Results are float32.
+/// features, that block's attention probabilities (B, heads, T, T); "dino" reads `oracle_weights` (B, N), the
+/// oracle_cls_attention of the same images. Results are float32.
 FeatureMap compute_features(const at::Tensor& tokens, const at::Tensor& attention, const TokenLayout& layout,
-                            const std::set<std::string>& names);
+                            const std::set<std::string>& names, const at::Tensor& oracle_weights = {});
 
 // Fixed pooling weights over the patches (each row sums to 1), as in the official beyond_cls features.
 // Prefix tokens (the [cls] and registers) are dropped from the keys before renormalising.
@@ -81,5 +90,10 @@ at::Tensor cls_attention_mean_weights(const at::Tensor& attention, const TokenLa
 /// attn-minent: the [cls] attention to the patches of the head whose renormalised [cls]->patch attention has
 /// the lowest entropy -sum p log(p + 1e-6) (official "attn-lcte"), renormalised.
 at::Tensor cls_attention_min_entropy_weights(const at::Tensor& attention, const TokenLayout& layout);
+
+/// dino: the oracle's last-block [cls] attention to its patch tokens (B, heads, T', T') -> (B, n_patches),
+/// averaged over heads and NOT renormalised (official d_attn[:, :, 0, 1:]); the oracle's registers are left
+/// out of the keys. `oracle_layout` is the oracle's layout, which must have a [cls] token.
+at::Tensor oracle_cls_attention(const at::Tensor& attention, const TokenLayout& oracle_layout);
 
 }  // namespace vitprobe

@@ -17,7 +17,9 @@
 //                      "encoder": {"model", "model_sha256", "format", "img_size", "dtype", "block", "final_norm",
 //                                  "preprocess": {"resize", "crop", "interpolation", "mean", "std"}},
 //                      "training": {"base_lr", "lr", "best_epoch", "top1", "top5", "optimizer", "epochs",
-//                                   "batch", "effective_batch", "seed", "features", "data"}}
+//                                   "batch", "effective_batch", "seed", "features", "data"},
+//                      "oracle": {"model", "model_sha256"}  dino heads only: the --oracle-model (absolute path)
+//                                                           that `vitprobe evaluate` reloads and checks}
 //
 // To overlay a head's pooling weights on an image: load_head(folder); run the encoder at encoder.img_size with
 // the config's preprocessing; take the output of block encoder.block, apply the final norm when

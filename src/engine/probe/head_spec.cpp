@@ -25,6 +25,7 @@ const std::map<std::string, HeadKind>& kinds_by_name() {
       {"aim", HeadKind::Aim},
       {"vjepa", HeadKind::VJepa},
       {"knn", HeadKind::Knn},
+      {"dino", HeadKind::Dino},
   };
   return kinds;
 }
@@ -283,7 +284,7 @@ std::string head_syntax_help() {
   return "cls, mean, cls+mean, center:N, cattn:N, attn-mean, attn-minent, "
          "abmilp[:depth=1|2,act=relu|tanh,sa=none|map|both,cond=none|pe,content=patch|all], ep:M[,d_out=K], "
          "ep_all:M[,d_out=K], simpool, aim[:heads=16], vjepa[:heads=16,depth=1,proj=on|off], "
-         "knn[:feature=cls|mean|cls+mean]";
+         "knn[:feature=cls|mean|cls+mean], dino (needs --oracle-model)";
 }
 
 }  // namespace vitprobe

@@ -2,7 +2,7 @@
 // The `--heads` language: which aggregation each probe head uses, with its options, e.g.
 //   cls, mean, cls+mean, center:4, cattn:4, attn-mean, attn-minent,
 //   abmilp, abmilp:depth=2,act=tanh,sa=both,cond=pe,content=all, ep:32, ep:32,d_out=2, ep_all:32, simpool,
-//   aim, aim:heads=12, vjepa, vjepa:heads=12,depth=2, knn, knn:feature=mean
+//   aim, aim:heads=12, vjepa, vjepa:heads=12,depth=2, knn, knn:feature=mean, dino
 // A comma separates heads; an item of the form key=value continues the options of the head before it, so
 // `--heads cls,abmilp:depth=2,act=tanh,mean` is three heads. ';' also separates heads.
 // `mhca` (vitprobe's own cross-attention pooler before issue 16) is gone: it matched neither official pooler;
@@ -27,6 +27,8 @@ enum class HeadKind {
   Aim,                  // EP repository's AIM pooler: BatchNorm'd tokens, one learned query, k/v without bias
   VJepa,                // V-JEPA AttentivePooler: query token, cross-attention block (LN, q/kv, proj, MLP)
   Knn,                  // weighted k-NN on L2-normalised features; nothing trained
+  Dino,                 // patches weighted by a second encoder's (the oracle's, --oracle-model) last-block [cls]
+                        // attention averaged over heads (official "dino", beyond_cls models_vit.py:337-350)
 };
 
 /// One parsed head.
@@ -63,6 +65,8 @@ struct HeadSpec {
   bool weights_patches() const;
   /// Number of per-patch weight maps of a head that weights patches: M for ep, the heads of aim and vjepa, else 1.
   int num_pooling_maps() const;
+  /// True when the aggregation reads the oracle's attention (dino): the run needs --oracle-model.
+  bool needs_oracle() const { return kind == HeadKind::Dino; }
 };
 
 /// Parses one head, e.g. "abmilp:depth=2,act=tanh"; throws BadInput naming the text and the valid values.

@@ -200,6 +200,9 @@ at::Tensor pooling_weights(const ProbeHead& head, const at::Tensor& tokens_in, c
     case HeadKind::CenterAttention: return central_attention_weights(attention, layout, spec.size);
     case HeadKind::AttentionMean: return cls_attention_mean_weights(attention, layout);
     case HeadKind::AttentionMinEntropy: return cls_attention_min_entropy_weights(attention, layout);
+    case HeadKind::Dino:
+      throw BadInput("pooling_weights: head '" + spec.name + "' weights the patches by its oracle's [cls] attention "
+                     "(oracle_cls_attention of the oracle's last block), not by anything of this encoder");
     default: break;
   }
   if (!head.learned_pooling()) throw BadInput("pooling_weights: head '" + spec.name + "' weights no patches");

@@ -99,7 +99,7 @@ std::vector<at::Tensor> forward_synchronised(const std::vector<ProbeHead*>& head
 /// config says final_norm off): all tokens (B, T, D), or the patch tokens alone (B, n_patches, D) for heads
 /// that do not read the prefix tokens. Rows sum to 1 (abmilp content=all and ep_all: the [cls] / prefix weights
 /// are dropped, so less). Runs without autograd; aim's BatchNorm uses its running statistics. Throws BadInput
-/// for cls, cls+mean and knn, which weight no patches.
+/// for cls, cls+mean and knn, which weight no patches, and for dino, whose weights are its oracle's.
 at::Tensor pooling_weights(const ProbeHead& head, const at::Tensor& tokens, const at::Tensor& attention = {});
 
 }  // namespace vitprobe

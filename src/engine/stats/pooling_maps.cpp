@@ -124,7 +124,8 @@ class ProbeHeadPooling final : public PoolingWeightSource {
 }  // namespace
 
 std::vector<std::unique_ptr<PoolingWeightSource>> load_pooling_heads(const std::string& heads_dir,
-                                                                      std::shared_ptr<const VitEncoder> encoder) {
+                                                                      std::shared_ptr<const VitEncoder> encoder,
+                                                                      std::vector<std::string>* notes) {
   const auto layout = TokenLayout::of(encoder->config());
   std::vector<std::unique_ptr<PoolingWeightSource>> sources;
   std::vector<std::string> skipped;
@@ -132,6 +133,11 @@ std::vector<std::unique_ptr<PoolingWeightSource>> load_pooling_heads(const std::
     auto loaded = load_head(folder, encoder->weights().patch_weight.device());
     if (!loaded.head->spec().weights_patches()) {
       skipped.push_back(loaded.head->spec().name);
+      // dino weights patches, but by a second encoder's attention (its oracle), which is not run here.
+      if (loaded.head->spec().needs_oracle() && notes) {
+        notes->push_back(folder + ": head '" + loaded.head->spec().name + "' skipped: its weights are its oracle's "
+                         "[cls] attention (config.json \"oracle\"), drawn by `vitprobe maps --model ORACLE`");
+      }
       continue;
     }
     if (layout_to_json(loaded.head->layout()) != layout_to_json(layout)) {
@@ -149,7 +155,7 @@ std::vector<std::unique_ptr<PoolingWeightSource>> load_pooling_heads(const std::
     std::string names;
     for (const auto& name : skipped) names += (names.empty() ? "" : ", ") + name;
     throw BadInput(heads_dir + ": no head that weights patches (abmilp, ep, ep_all, simpool, aim, vjepa, cattn, "
-                   "attn-mean, attn-minent); found " + (names.empty() ? std::string("none") : names));
+                   "attn-mean, attn-minent; dino is skipped); found " + (names.empty() ? std::string("none") : names));
   }
   return sources;
 }

@@ -54,10 +54,12 @@ class PoolingWeightSource {
 at::Tensor pool_patches(const at::Tensor& block_tokens, const at::Tensor& weights);
 
 /// Loads the heads under `heads_dir` (a probe run folder or one head folder) that weight patches, for
-/// `encoder`. Heads that weight no patches (cls, mean, cls+mean, center, knn) are skipped. Throws BadInput
-/// naming the folder when none is left, or when a head was trained on another token layout (width, grid,
-/// [cls], registers) than the encoder has.
+/// `encoder`. Heads that weight no patches (cls, mean, cls+mean, center, knn) are skipped, and so is dino
+/// (its weights are a second encoder's, the oracle's, [cls] attention: `maps --model ORACLE` draws them),
+/// with a line in `notes` when given. Throws BadInput naming the folder when none is left, or when a head
+/// was trained on another token layout (width, grid, [cls], registers) than the encoder has.
 std::vector<std::unique_ptr<PoolingWeightSource>> load_pooling_heads(const std::string& heads_dir,
-                                                                      std::shared_ptr<const VitEncoder> encoder);
+                                                                      std::shared_ptr<const VitEncoder> encoder,
+                                                                      std::vector<std::string>* notes = nullptr);
 
 }  // namespace vitprobe
