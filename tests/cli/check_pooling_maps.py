@@ -53,7 +53,9 @@ def main():
                           "--lrs", "3", "--batch", "50", "--cache-dir", work / "cache", "--quiet", "--out", probe_dir])
     maps_dir = work / "maps"
     # --block 0: the [cls] attention tiles come from block 0, the heads' maps from their own block 5.
-    result = run(report, "maps", ["maps", "--model", MAE, "--input", *inputs, "--heads-dir", probe_dir, "--block", "0",
+    # --dtype fp32: maps defaults to bf16 on CPUs with native bf16, and the maps are compared with an fp32 numpy
+    # reference below.
+    result = run(report, "maps", ["maps", "--model", MAE, "--dtype", "fp32", "--input", *inputs, "--heads-dir", probe_dir, "--block", "0",
                                   "--out", maps_dir])
     if result.returncode != 0:
         return report.exit_code()
@@ -98,7 +100,7 @@ def main():
                                           "--warmup-epochs", "1", "--lrs", "3", "--batch", "50", "--final-norm", "on",
                                           "--cache-dir", work / "cache", "--quiet", "--out", normed_dir])
     normed_maps = work / "maps-normed"
-    run(report, "maps (normed head)", ["maps", "--model", MAE, "--input", *inputs, "--heads-dir", normed_dir,
+    run(report, "maps (normed head)", ["maps", "--model", MAE, "--dtype", "fp32", "--input", *inputs, "--heads-dir", normed_dir,
                                        "--out", normed_maps])
     forward_dir = work / "forward"
     run(report, "forward", ["forward", "--model", MAE, "--input", *inputs, "--blocks", "5", "--out", forward_dir])
