@@ -152,7 +152,7 @@ def check_bad_input(report):
     work = work_dir(fresh=True)
     cases = [
         ("unknown head", ["--heads", "cls,gem"], "unknown head 'gem'"),
-        ("bad abmilp option", ["--heads", "abmilp:depth=3"], "depth=3"),
+        ("bad abmilp option", ["--heads", "abmilp:depth=0"], "'0'"),
         ("ep without size", ["--heads", "ep"], "needs a size"),
     ]
     for subject, extra, expected in cases:

@@ -95,7 +95,9 @@ class Abmilp(nn.Module):  # beyond_cls abmilp.py ABMILPHead
         pe = torch.from_numpy(get_2d_sincos_pos_embed(dim, GRID)).float()
         if content == "all":
             pe = torch.cat([torch.zeros(prefix, dim), pe])
-        self.register_buffer("pe", pe.unsqueeze(0))
+        # abmilp.py makes it an nn.Parameter(requires_grad=False); main_linprobe.py then sets requires_grad on
+        # every model.head parameter and optimises them all: the official runs train the table.
+        self.pe = nn.Parameter(pe.unsqueeze(0)) if cond == "pe" else None
 
     def forward_with_map(self, tokens):
         x = tokens[:, self.prefix:] if self.content == "patch" else tokens
@@ -112,6 +114,8 @@ class Abmilp(nn.Module):  # beyond_cls abmilp.py ABMILPHead
 
     def named(self):
         names = {}
+        if self.pe is not None:
+            names["pool.pos_embed"] = self.pe
         if self.self_attn is not None:
             names.update({"pool.self_attn.qkv.weight": self.self_attn.qkv.weight,
                           "pool.self_attn.proj.weight": self.self_attn.proj.weight,
@@ -305,6 +309,8 @@ def perturb_(module, generator):
     PyTorch's initialisation (queries included); BatchNorm running statistics away from 0 and 1."""
     with torch.no_grad():
         for name, param in module.named_parameters():
+            if name == "pe":  # AbMILP's table keeps its sin-cos start (a real table for the gradient check)
+                continue
             noise = torch.randn(param.shape, generator=generator)
             parts = name.split(".")
             if len(parts) > 1 and parts[-2].startswith("norm") and parts[-1] == "weight":
@@ -363,6 +369,7 @@ HEAD_CASES = [
     ("abmilp_full", "abmilp:depth=2,act=tanh,sa=both,cond=pe,content=all", 3),
     ("abmilp_map", "abmilp:depth=2,sa=map", 1),
     ("abmilp_pe_registers", "abmilp:cond=pe", 3),
+    ("abmilp_deep_pe", "abmilp:depth=4,act=tanh,cond=pe", 1),
     ("ep", "ep:4", 1), ("simpool", "simpool", 1),
     # issue 16: EP's d_out and `_all` bag, the EP repository's AIM pooler, V-JEPA's AttentivePooler
     ("ep_dout", "ep:4,d_out=2", 1), ("ep_all", "ep_all:4", 1), ("ep_all_registers", "ep_all:2,d_out=2", 3),
@@ -487,6 +494,8 @@ OPTIMIZER_CASES = {
     # name: (optimizer, head spec, base lr, weight decay, momentum)
     "lars": ("lars", "abmilp", 0.1, 0.0, 0.9),
     "lars_wd": ("lars", "cls", 0.1, 0.05, 0.9),
+    # AbMILP's position table is trained (and, being 3-d, gets LARS's trust ratio), as in the official runs.
+    "lars_abmilp_pe": ("lars", "abmilp:depth=2,cond=pe", 0.1, 0.0, 0.9),
     # beyond_cls main_linprobe.py:332: SGD(model.head.parameters(), lr, weight_decay) - no momentum, every
     # parameter (biases included) decays.
     "sgd": ("sgd", "abmilp", 0.1, 0.01, 0.0),

@@ -9,6 +9,7 @@
 #include "probe/features.h"
 #include "probe/file_hash.h"
 #include "probe/head_io.h"
+#include "model/pos_embed.h"
 #include "probe/heads.h"
 #include "test_probe_fixtures.h"
 
@@ -90,7 +91,8 @@ TEST(ProbeHeadSpec, RejectsBadHeadsWithTheirText) {
     return std::string("no error");
   };
   EXPECT_NE(message("gem").find("unknown head 'gem'"), std::string::npos);
-  EXPECT_NE(message("abmilp:depth=3").find("depth=3"), std::string::npos);
+  EXPECT_NE(message("abmilp:depth=17").find("depth=17"), std::string::npos);  // any depth up to 16
+  EXPECT_NE(message("abmilp:depth=0").find("positive integer"), std::string::npos);
   EXPECT_NE(message("ep").find("number of queries"), std::string::npos);
   EXPECT_NE(message("ep:d_out=2").find("number of queries"), std::string::npos);
   EXPECT_NE(message("ep:0").find("positive integer"), std::string::npos);
@@ -178,6 +180,26 @@ TEST(ProbeHeads, EveryKindGivesLogitsAndPoolingWeights) {
     if (spec.d_out == 2) EXPECT_EQ(head.feature_dim(), 8);
     if (!spec.reads_prefix_tokens()) EXPECT_LT((weights.sum(-1) - 1).abs().max().item<double>(), 1e-5);
   }
+}
+
+TEST(ProbeHeads, AbmilpPositionTableStartsAsSinCosAndIsTrainedAtAnyDepth) {
+  const auto layout = small_layout();
+  ProbeHead head(parse_head_spec("abmilp:depth=3,cond=pe"), layout, 3, 1);
+  std::map<std::string, at::Tensor> parameters;
+  for (const auto& [name, tensor] : head.parameters()) parameters[name] = tensor;
+  ASSERT_TRUE(parameters.count("pool.pos_embed"));
+  const auto table = parameters.at("pool.pos_embed");
+  EXPECT_TRUE(table.requires_grad());
+  EXPECT_TRUE(at::allclose(table.squeeze(0), sincos_2d_pos_embed(static_cast<int>(layout.embed_dim), layout.grid_size)));
+  // depth 3: Linear(D,D) at 0 and 2, Linear(D,1) at 4 (nn.Sequential indices, activations between).
+  for (const char* name : {"pool.scorer.0.weight", "pool.scorer.2.weight", "pool.scorer.4.weight", "pool.scorer.4.bias"}) {
+    EXPECT_TRUE(parameters.count(name)) << name;
+  }
+  EXPECT_EQ(parameters.at("pool.scorer.4.weight").size(0), 1);
+  const auto features = random_features(layout, {head.spec()});
+  at::cross_entropy_loss(head.forward(features, true), at::tensor({0, 1, 2, 0, 1}, at::kLong)).backward();
+  ASSERT_TRUE(table.grad().defined());
+  EXPECT_GT(table.grad().abs().max().item<double>(), 0.0);
 }
 
 TEST(ProbeHeads, SameSeedSameInitialisation) {

@@ -37,6 +37,9 @@ std::string trim(const std::string& text) {
   return text.substr(first, last - first + 1);
 }
 
+// AbMILP's scorer depth (beyond_cls --abmilp_depth): any, within reason.
+constexpr int kMaxAbmilpDepth = 16;
+
 int parse_positive(const std::string& value, const std::string& head) {
   try {
     size_t used = 0;
@@ -121,8 +124,10 @@ HeadSpec parse_abmilp(const std::string& text, const std::string& option_text) {
   spec.kind = HeadKind::Abmilp;
   for (const auto& [key, value] : parse_options(text, option_text)) {
     if (key == "depth") {
-      check_choice(text, key, value, {"1", "2"});
-      spec.depth = value == "2" ? 2 : 1;
+      spec.depth = parse_positive(value, text);
+      if (spec.depth > kMaxAbmilpDepth) {
+        throw BadInput("head '" + text + "': depth=" + value + " is more than " + std::to_string(kMaxAbmilpDepth));
+      }
     } else if (key == "act") {
       check_choice(text, key, value, {"tanh", "relu"});
       spec.act = value;
@@ -282,7 +287,7 @@ std::vector<HeadSpec> parse_head_list(const std::string& text) {
 
 std::string head_syntax_help() {
   return "cls, mean, cls+mean, center:N, cattn:N, attn-mean, attn-minent, "
-         "abmilp[:depth=1|2,act=relu|tanh,sa=none|map|both,cond=none|pe,content=patch|all], ep:M[,d_out=K], "
+         "abmilp[:depth=N,act=relu|tanh,sa=none|map|both,cond=none|pe,content=patch|all], ep:M[,d_out=K], "
          "ep_all:M[,d_out=K], simpool, aim[:heads=16], vjepa[:heads=16,depth=1,proj=on|off], "
          "knn[:feature=cls|mean|cls+mean], dino (needs --oracle-model)";
 }

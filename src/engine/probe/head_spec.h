@@ -37,11 +37,11 @@ struct HeadSpec {
   HeadKind kind = HeadKind::Cls;
   int size = 0;      // N of center:N / cattn:N, M of ep:M and ep_all:M
   // AbMILP options; the defaults are the paper's ImageNet setting.
-  int depth = 1;                    // 1: Linear(D,1) scorer; 2: Linear(D,D) + act + Linear(D,1). vjepa: 1 + the
+  int depth = 1;                    // abmilp: depth - 1 x (Linear(D,D) + act), then Linear(D,1). vjepa: 1 + the
                                     // self-attention blocks after the cross-attention block
-  std::string act = "relu";         // tanh | relu (depth 2)
+  std::string act = "relu";         // tanh | relu (depth >= 2)
   std::string sa = "none";          // none | map | both: one-head self-attention on the scorer input / values
-  std::string cond = "none";        // none | pe: add the fixed 2-D sin-cos table to the scorer input
+  std::string cond = "none";        // none | pe: add a 2-D sin-cos table (trained, as the official runs) to the scorer input
   std::string content = "patch";    // abmilp: patch | all (all = every token, prefix tokens included);
                                     // ep: patch, or all for ep_all ([cls] + patches, registers left out)
   // EP option: the pooled width is D / d_out (EP's --d_out: v = Linear(D, D / d_out), M chunks of it).

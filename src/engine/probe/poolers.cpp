@@ -47,16 +47,20 @@ class Abmilp final : public LearnedPooling {
       proj_weight_ = init.linear_weight(dim, dim);
       proj_bias_ = init.linear_bias(dim, dim);
     }
-    if (spec.depth == 2) {
-      hidden_weight_ = init.linear_weight(dim, dim);
-      hidden_bias_ = init.linear_bias(dim, dim);
+    // beyond_cls abmilp.py: depth - 1 blocks of Linear(D, D) + activation, then Linear(D, 1), drawn in that order.
+    for (int layer = 0; layer + 1 < spec.depth; ++layer) {
+      hidden_weights_.push_back(init.linear_weight(dim, dim));
+      hidden_biases_.push_back(init.linear_bias(dim, dim));
     }
     score_weight_ = init.linear_weight(1, dim);
     score_bias_ = init.linear_bias(1, dim);
     if (spec.cond == "pe") {
+      // Starts as the 2-D sin-cos table and is trained: abmilp.py registers it as an nn.Parameter with
+      // requires_grad=False, but main_linprobe.py then sets requires_grad on every parameter of model.head and
+      // hands them all to the optimizer, so the official runs train it (LARS: a 2-d+ parameter, trust ratio on).
       auto table = sincos_2d_pos_embed(static_cast<int>(dim), layout.grid_size);
       if (spec.content == "all") table = at::cat({at::zeros({layout.num_prefix_tokens, dim}), table}, 0);
-      pos_embed_ = table.to(score_weight_.device());
+      pos_embed_ = table.unsqueeze(0).to(score_weight_.device()).contiguous();
     }
   }
 
@@ -74,20 +78,20 @@ class Abmilp final : public LearnedPooling {
 
   std::vector<NamedTensor> parameters() const override {
     std::vector<NamedTensor> named;
+    if (pos_embed_.defined()) named.emplace_back("pool.pos_embed", pos_embed_);
     if (spec_.sa != "none") {
       named.emplace_back("pool.self_attn.qkv.weight", qkv_weight_);
       named.emplace_back("pool.self_attn.proj.weight", proj_weight_);
       named.emplace_back("pool.self_attn.proj.bias", proj_bias_);
     }
-    if (spec_.depth == 2) {
-      named.emplace_back("pool.scorer.0.weight", hidden_weight_);
-      named.emplace_back("pool.scorer.0.bias", hidden_bias_);
-      named.emplace_back("pool.scorer.2.weight", score_weight_);
-      named.emplace_back("pool.scorer.2.bias", score_bias_);
-    } else {
-      named.emplace_back("pool.scorer.0.weight", score_weight_);
-      named.emplace_back("pool.scorer.0.bias", score_bias_);
+    // nn.Sequential indices: Linear layers at 0, 2, 4, ... (activations between them).
+    for (size_t layer = 0; layer < hidden_weights_.size(); ++layer) {
+      named.emplace_back("pool.scorer." + std::to_string(2 * layer) + ".weight", hidden_weights_[layer]);
+      named.emplace_back("pool.scorer." + std::to_string(2 * layer) + ".bias", hidden_biases_[layer]);
     }
+    const auto last = std::to_string(2 * hidden_weights_.size());
+    named.emplace_back("pool.scorer." + last + ".weight", score_weight_);
+    named.emplace_back("pool.scorer." + last + ".bias", score_bias_);
     return named;
   }
 
@@ -107,8 +111,8 @@ class Abmilp final : public LearnedPooling {
     if (spec_.sa != "none") attended = self_attention(x);
     auto scorer_input = spec_.sa == "none" ? x : attended;
     if (pos_embed_.defined()) scorer_input = scorer_input + pos_embed_;
-    if (spec_.depth == 2) {
-      scorer_input = at::linear(scorer_input, hidden_weight_, hidden_bias_);
+    for (size_t layer = 0; layer < hidden_weights_.size(); ++layer) {
+      scorer_input = at::linear(scorer_input, hidden_weights_[layer], hidden_biases_[layer]);
       scorer_input = spec_.act == "tanh" ? at::tanh(scorer_input) : at::relu(scorer_input);
     }
     const auto scores = at::linear(scorer_input, score_weight_, score_bias_).squeeze(-1);
@@ -118,8 +122,9 @@ class Abmilp final : public LearnedPooling {
   HeadSpec spec_;
   TokenLayout layout_;
   at::Tensor qkv_weight_, proj_weight_, proj_bias_;
-  at::Tensor hidden_weight_, hidden_bias_, score_weight_, score_bias_;
-  at::Tensor pos_embed_;  // fixed, not trained
+  std::vector<at::Tensor> hidden_weights_, hidden_biases_;
+  at::Tensor score_weight_, score_bias_;
+  at::Tensor pos_embed_;  // (1, T', D), trained (cond=pe)
 };
 
 class EfficientProbing final : public LearnedPooling {

@@ -6,8 +6,9 @@
 // tests/golden/probe_reference.py holds the official forms they are checked against.
 //
 //   abmilp   beyond_cls ABMILPHead: scores = scorer(x [+ self-attention] [+ pe]), a = softmax over tokens,
-//            out = sum a * values. scorer = Linear(D,1) (depth 1) or Linear(D,D) + act + Linear(D,1).
-//            Parameters: pool.scorer.0.weight/bias [, pool.scorer.2.weight/bias],
+//            out = sum a * values. scorer = depth - 1 x (Linear(D,D) + act), then Linear(D,1).
+//            Parameters: [pool.pos_embed (1, T', D), cond=pe: starts as the sin-cos table, trained,]
+//            pool.scorer.0.weight/bias [, pool.scorer.2.weight/bias, ...],
 //            with sa: pool.self_attn.qkv.weight (3D, D; no bias), pool.self_attn.proj.weight/bias.
 //   ep:M     Efficient probing (Psomas et al., efficient-probing poolings/ep.py, num_heads 1, no v bias):
 //            queries q (1, M, D); a = softmax(q x^T / sqrt(D)) over the bag x, out_m = W_v[m-th chunk of
