@@ -10,6 +10,8 @@ set_tests_properties(golden.probe.reference PROPERTIES LABELS golden TIMEOUT 300
 
 # End to end on 2000 Fashion-MNIST images with the real ViT-Tiny at 64 px, cached features; bad inputs.
 vitprobe_py_test(cli.probe.e2e cli cli/check_probe.py e2e)
+# Fair selection on the bundled MAE: rates and epochs chosen on held-out training items, the grid-edge flag.
+vitprobe_py_test(cli.probe.selection cli cli/check_probe.py selection)
 vitprobe_py_test(cli.probe.bad_input cli cli/check_probe.py bad-input)
 
 # The probe unit tests (also discovered one by one with label unit) as one entry that `ctest -R probe` selects.

@@ -11,6 +11,12 @@ e2e:        2000 Fashion-MNIST training images, 1000 validation images, the real
             reused, `evaluate` re-scores the saved heads, a run stopped after 2 epochs and resumed equals the
             uninterrupted run, --resume with other options is refused, --seeds reports mean and std, and
             `extract` finds the entries the probe stored; a short online run (encoder every batch) completes.
+selection:  fair selection (issue 16) on the bundled MAE encoder, 5000 / 1000 Fashion-MNIST images, cached
+            features, LARS over 0.3 .. 1000: 10% of the training split is held out (stratified); each pair's
+            chosen epoch is the first with its best held-out top-1 and the reported top-1 is validation's there;
+            each head's rate is the one with the best held-out top-1; k-NN's k likewise; no head's rate is at
+            the grid's edge. A second run with --lrs cut to the grid's lower half flags exactly the heads whose
+            chosen rate is now its top, in results.json and results.md and with one stderr line each.
 bad-input:  unknown heads and options fail with exit code 2 and one line naming the value.
 """
 import json
@@ -148,6 +154,88 @@ def check_e2e(report):
                                                       for s in (0, 1)))
 
 
+MAE = Path(__file__).resolve().parents[2] / "models" / "fmnist_mae_vit_d192_p4.safetensors"
+SELECTION_GRID = [0.3, 1, 3, 10, 30, 100, 300, 1000]
+
+
+def selection_args(cache, out, lrs):
+    return ["probe", "--model", MAE, "--data", "fashion-mnist", "--limit", "5000", "--val-limit", "1000",
+            "--heads", "cls,mean,knn", "--features", "cached", "--epochs", "10", "--warmup-epochs", "2", "--batch", "128",
+            "--lrs", ",".join(f"{lr:g}" for lr in lrs), "--cache-dir", cache, "--threads", "2", "--quiet",
+            "--out", out, "--json"]
+
+
+def first_argmax(values):
+    return max(range(len(values)), key=lambda i: (values[i], -i))
+
+
+def check_selection(report):
+    work = work_dir(fresh=True)
+    result = run_vitprobe(selection_args(work / "cache", work / "full", SELECTION_GRID), timeout=600)
+    if not report.check("full grid", "exit code 0", result.returncode == 0, result.returncode):
+        report.fail("full grid", describe_run(result))
+        return
+    results = load_json(result.stdout, "probe output")
+    config = results["config"]
+    report.check("holdout", "default: chosen on a held-out part of train", config["select_on"] == "train-holdout",
+                 config["select_on"])
+    report.check("holdout", "10% held out, stratified (50 per class), the rest trains",
+                 (config["holdout_items"], config["fit_items"], config["train_items"]) == (500, 4500, 5000),
+                 (config["holdout_items"], config["fit_items"], config["train_items"]))
+    chosen = {}
+    for name in ("cls", "mean"):
+        entry = head(results, name)
+        ok = True
+        for run in entry["runs"]:
+            held = [m["top1"] for m in run["holdout"]]
+            epoch = first_argmax(held)
+            ok = ok and run["best_epoch"] == run["holdout"][epoch]["epoch"] and run["top1"] == run["val"][epoch]["top1"] \
+                and run["holdout_top1"] == held[epoch] and len(run["val"]) == 10
+        report.check(name, "each rate: epoch of the best held-out top-1, val top-1 reported there", ok)
+        best = entry["runs"][first_argmax([r["holdout_top1"] for r in entry["runs"]])]
+        report.check(name, "rate of the best held-out top-1; its val top-1 reported",
+                     entry["best_lr"] == best["base_lr"] and entry["top1"] == best["top1"] and
+                     entry["holdout_top1"] == best["holdout_top1"] and entry["selected_on"] == "train-holdout",
+                     f"lr {entry['best_lr']:g}: held-out {entry['holdout_top1']:.2f}, val {entry['top1']:.2f}")
+        report.check(name, "chosen rate inside the grid, not flagged",
+                     entry["lr_at_grid_edge"] is False and min(SELECTION_GRID) < entry["best_lr"] < max(SELECTION_GRID),
+                     entry["best_lr"])
+        report.check(name, "far above chance (%)", entry["top1"] > FAR_ABOVE_CHANCE, f"{entry['top1']:.2f}")
+        chosen[name] = entry["best_lr"]
+    knn = head(results, "knn")
+    best_k = knn["runs"][first_argmax([r["holdout_top1"] for r in knn["runs"]])]
+    report.check("knn", "k of the best held-out top-1, val top-1 reported",
+                 knn["best_k"] == best_k["k"] and knn["top1"] == best_k["top1"], f"k={knn['best_k']}")
+    report.check("full grid", "no edge warning on stderr", "widen --lrs" not in result.stderr)
+    markdown = (work / "full" / "results.md").read_text()
+    report.check("full grid", "results.md says what chose and shows every rate",
+                 "held-out 10% of the training split" in markdown and "## Top-1 per learning rate" in markdown)
+
+    lower = SELECTION_GRID[:len(SELECTION_GRID) // 2]
+    result = run_vitprobe(selection_args(work / "cache", work / "lower", lower), timeout=600)
+    if not report.check("lower half", "exit code 0", result.returncode == 0, result.returncode):
+        report.fail("lower half", describe_run(result))
+        return
+    results = load_json(result.stdout, "probe output")
+    markdown = (work / "lower" / "results.md").read_text()
+    flagged = []
+    for name in ("cls", "mean"):
+        entry = head(results, name)
+        at_top = entry["best_lr"] == max(lower)
+        report.check(name, f"flagged exactly when the chosen rate is the top of {lower}",
+                     entry["lr_at_grid_edge"] is at_top, f"lr {entry['best_lr']:g}, flag {entry['lr_at_grid_edge']}")
+        if at_top:
+            flagged.append(name)
+            warning = f"probe: {name}: best rate {max(lower):g} at the grid's edge"
+            report.check(name, "one stderr line asks to widen --lrs",
+                         sum(1 for line in result.stderr.splitlines() if line.startswith(warning) and "widen --lrs" in line) == 1,
+                         result.stderr.strip()[:160])
+            report.check(name, "results.md marks it", f"| {name} | {max(lower):g} (at the grid's edge)" in markdown)
+    report.check("lower half", "the heads whose full-grid rate was above the cut are flagged",
+                 flagged == [n for n in ("cls", "mean") if chosen[n] > max(lower)] and flagged,
+                 ",".join(flagged) or "none")
+
+
 def check_bad_input(report):
     work = work_dir(fresh=True)
     cases = [
@@ -169,7 +257,7 @@ def check_bad_input(report):
                  and "--blr" in result.stdout and "90" in result.stdout)
 
 
-CASES = {"e2e": check_e2e, "bad-input": check_bad_input}
+CASES = {"e2e": check_e2e, "selection": check_selection, "bad-input": check_bad_input}
 
 
 def main(argv):
