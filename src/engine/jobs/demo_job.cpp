@@ -196,7 +196,7 @@ nlohmann::json run_demo(const DemoOptions& requested) {
      << options.data << "; attention statistics on " << options.stats_images << " val images; probes on "
      << options.train_images << " train / " << options.val_images << " val images, " << options.epochs
      << " epochs, cached features, LARS with base learning rates " << lr_text(options.base_lrs)
-     << " (x batch / 256), each head reported at its best rate" << (options.quick ? " (quick run: numbers are a smoke test only)" : "") << ".\n\n";
+     << " (x batch / 256), each head at the rate and epoch chosen on a held-out 10% of its training images" << (options.quick ? " (quick run: numbers are a smoke test only)" : "") << ".\n\n";
   md << "## Findings\n\n";
   md << "| model | [cls]->[cls] attention | [cls]->patch entropy | patch self-attention | cls top-1 | abmilp top-1 | "
         "abmilp - cls |\n|---|---|---|---|---|---|---|\n";
