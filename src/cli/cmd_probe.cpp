@@ -76,7 +76,7 @@ Subcommand register_probe(CLI::App& parent) {
   app->add_option("--heads", job.heads, "Heads, e.g. cls,mean,abmilp,ep:32 (see below)")->required();
   app->add_option("--lrs", job.base_lrs, "Base learning rates, each scaled by effective batch / 256")
       ->delimiter(',')
-      ->default_str("13 log-spaced values: lars 1e-3..10, sgd 1e-4..1, adamw 1e-5..0.1")
+      ->default_str("13 log-spaced values: lars and sgd 1e-3..10, adamw 1e-6..1e-2")
       ->check(positive());
   app->add_option("--select-on", job.select_on, "What chooses each head's rate and epoch: train-holdout (a held-out "
                                                 "part of the training split; val accuracy reported at that choice) "

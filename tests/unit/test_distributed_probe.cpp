@@ -124,6 +124,13 @@ INSTANTIATE_TEST_SUITE_P(WorldSizes, DistributedTrainer,
                          ::testing::Values(std::make_tuple(2, std::string("lars")), std::make_tuple(3, std::string("sgd")),
                                            std::make_tuple(2, std::string("adamw"))));
 
+TEST(DistributedTrainer, AimTokenBatchNormStatisticsAreRankZerosOnEveryRank) {
+  // aim's own BatchNorm over the tokens sees each rank's shard (as in the EP repository: no SyncBatchNorm), so
+  // its running statistics would differ between ranks; evaluate() gives every rank rank 0's, so that all ranks
+  // score, save and resume one head. train() fails when any rank's state differs from rank 0's.
+  train(2, 24, "aim:heads=2", "sgd");
+}
+
 TEST(DistributedTrainer, OneRankSynchronisedForwardIsBatchNorm) {
   const auto [features, labels] = data(12, 3, 13);
   const auto spec = parse_head_list("ep:2").front();

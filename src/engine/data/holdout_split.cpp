@@ -44,10 +44,17 @@ class SubsetView final : public Dataset {
 
 HoldoutSplit stratified_holdout(const Dataset& dataset, double fraction, uint64_t seed) {
   if (!(fraction > 0 && fraction <= 0.5)) {
-    throw BadInput("--holdout-fraction " + std::to_string(fraction) + ": must be in (0, 0.5]");
+    throw BadInput("stratified_holdout: --holdout-fraction " + std::to_string(fraction) + " must be in (0, 0.5]");
   }
   std::vector<std::vector<int64_t>> by_class(static_cast<size_t>(dataset.num_classes()));
-  for (int64_t i = 0; i < dataset.size(); ++i) by_class.at(static_cast<size_t>(dataset.label(i))).push_back(i);
+  for (int64_t i = 0; i < dataset.size(); ++i) {
+    const int64_t label = dataset.label(i);
+    if (label < 0 || label >= dataset.num_classes()) {
+      throw BadInput("stratified_holdout: " + dataset.item_name(i) + " has label " + std::to_string(label) + ", outside 0.." +
+                     std::to_string(dataset.num_classes() - 1));
+    }
+    by_class[static_cast<size_t>(label)].push_back(i);
+  }
   HoldoutSplit split;
   for (size_t label = 0; label < by_class.size(); ++label) {
     auto& items = by_class[label];

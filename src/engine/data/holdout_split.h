@@ -4,6 +4,8 @@
 // over the grid). Stratified: every class gives the same fraction of its items, so the held-out part has the
 // class balance of the training split.
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "data/dataset.h"

@@ -318,12 +318,14 @@ nlohmann::json run_probe_job(const ProbeJobOptions& given) {
       {"effective_batch", effective_batch}, {"optimizer", options.optimizer.kind},
       {"momentum", options.optimizer.momentum}, {"weight_decay", options.optimizer.weight_decay},
       {"eval_every", options.eval_every}, {"knn_k", options.knn_k}, {"knn_temperature", options.knn_temperature},
-      {"select_on", options.select_on}, {"head_init", options.head_init}, {"crop_sampler", options.features.crop_sampler},
+      {"select_on", options.select_on}, {"head_init", options.head_init},
       {"preprocess", preprocess_json(p)}, {"train_transform", describe_transform(context.train_transform)}};
 
   if (context.oracle) {  // only then: the configs (and resume fingerprints) of runs without one stay as they were
     config["oracle"] = oracle_json(options.features, context);
   }
+  // The training crop only exists online: cached features come from the eval transform.
+  if (options.mode == "online") config["crop_sampler"] = options.features.crop_sampler;
   if (holdout) {
     config["holdout_fraction"] = options.holdout_fraction;
     config["holdout_seed"] = options.holdout_seed;

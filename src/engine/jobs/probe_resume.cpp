@@ -58,6 +58,12 @@ int64_t load_resume_state(const ResumeFiles& files, ProbeTrainer& trainer, const
     }
   }
   if (state.at("fingerprint") != fingerprint) {
+    for (const char* key : {"select_on", "head_init"}) {
+      if (!state["fingerprint"].contains(key)) {
+        throw BadInput(files.json.string() + ": resume state written by an older vitprobe (before held-out selection); "
+                       "rerun without --resume");
+      }
+    }
     std::string differing;
     for (const auto& [key, value] : fingerprint.items()) {
       if (!state["fingerprint"].contains(key) || state["fingerprint"][key] != value) differing += (differing.empty() ? "" : ", ") + key;

@@ -164,6 +164,9 @@ void ProbeHead::load_state(const std::map<std::string, at::Tensor>& tensors, con
   at::NoGradGuard no_grad;
   for (const auto& [name, target] : own) {
     const auto found = tensors.find(name);
+    // Heads saved before the table was trained (issue 16) used the fixed sin-cos table, which is what a fresh
+    // head holds: keep it.
+    if (found == tensors.end() && name == "pool.pos_embed" && spec_.kind == HeadKind::Abmilp) continue;
     if (found == tensors.end()) throw BadInput(source + ": missing tensor '" + name + "' of head '" + spec_.name + "'");
     if (found->second.sizes() != target.sizes()) {
       throw BadInput(source + ": tensor '" + name + "' has shape " + shape_text(found->second.sizes()) + ", head '" +

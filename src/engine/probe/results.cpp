@@ -167,9 +167,15 @@ nlohmann::json aggregate_seeds(const std::vector<nlohmann::json>& per_seed, cons
     }
     if (first["type"] != "knn") {
       entry["lr_at_grid_edge_per_seed"] = edges;
-      bool any = false;
-      for (const auto& edge : edges) any = any || (edge.is_boolean() && edge.get<bool>());
-      entry["lr_at_grid_edge"] = any;
+      bool any = false, known = false;
+      for (const auto& edge : edges) {
+        known = known || edge.is_boolean();
+        any = any || (edge.is_boolean() && edge.get<bool>());
+      }
+      entry["lr_at_grid_edge"] = known ? nlohmann::json(any) : nlohmann::json();  // null: too few rates to bracket
+      nlohmann::json epochs = nlohmann::json::array();
+      for (const auto& result : per_seed) epochs.push_back(result["heads"][h].value("best_epoch", -1));
+      entry["best_epoch_per_seed"] = epochs;
     }
     // Per learning rate (or k): mean and std over seeds of that run's top-1 at its chosen epoch.
     nlohmann::json runs = nlohmann::json::array();

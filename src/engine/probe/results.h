@@ -17,8 +17,11 @@
 //              {"head": "knn", "type": "knn", "trainable_parameters": 0, "best_k", "top1", "top5",
 //               "runs": [{"k", "temperature", "top1", "top5"}]}]}
 // With several seeds the folder's results.json has "seeds": [...], per head the mean and standard deviation
-// (population, over seeds) of top-1 and top-5 at each seed's best learning rate, and "per_seed" results in
-// seed-S/results.json.
+// (population, over seeds) of top-1 and top-5 at each seed's chosen rate and epoch ("top1", "top1_std", ...,
+// "holdout_top1", "holdout_top1_std", "best_lr_per_seed", "best_epoch_per_seed", "lr_at_grid_edge_per_seed" and
+// "lr_at_grid_edge": true when any seed's is; per rate "runs": [{"base_lr", "top1", "top1_std", "holdout_top1",
+// "holdout_top1_std"}]), and "per_seed" results in seed-S/results.json. k-NN entries carry "selected_on" and
+// "holdout_top1" (the chosen k's), and "holdout_top1" per k.
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>

@@ -55,9 +55,8 @@ std::map<std::string, at::Tensor> with_prefix(const std::map<std::string, at::Te
 
 std::vector<double> default_learning_rate_grid(const std::string& optimizer) {
   double lowest = 0;
-  if (optimizer == "lars") lowest = 1e-3;
-  else if (optimizer == "sgd") lowest = 1e-4;
-  else if (optimizer == "adamw") lowest = 1e-5;
+  if (optimizer == "lars" || optimizer == "sgd") lowest = 1e-3;
+  else if (optimizer == "adamw") lowest = 1e-6;
   else throw BadInput("probe: no default learning-rate grid for optimizer '" + optimizer + "'");
   std::vector<double> grid;
   for (int decade = 0; decade < 4; ++decade) {
@@ -152,7 +151,10 @@ void ProbeTrainer::step_optimizers(const std::vector<double>& learning_rates) {
 void ProbeTrainer::train_epoch(FeatureSource& source, int64_t epoch, const std::function<void(int64_t)>& on_batch) {
   source.start_epoch(epoch);
   const int64_t n_batches = source.num_batches();
-  if (n_batches == 0) throw BadInput("probe: the training split gives no full batch (fewer items than --batch?)");
+  if (n_batches == 0) {
+    throw BadInput("probe: the training items (the split less its held-out part) give no full batch of --batch " +
+                   std::to_string(options_.batch_size) + " per rank (fewer items than that?)");
+  }
   LearningRateSchedule schedule{options_.warmup_epochs, static_cast<double>(options_.epochs), options_.min_lr};
   std::vector<double> learning_rates(runs_.size(), 0.0);
   std::vector<at::Tensor> loss_sums(runs_.size());
@@ -241,8 +243,25 @@ std::vector<EpochMetrics> ProbeTrainer::score(FeatureSource& source, int64_t epo
   return metrics;
 }
 
+void ProbeTrainer::share_pooling_buffers() {
+  if (!communicator_->distributed()) return;
+  std::vector<at::Tensor> buffers, shared;
+  for (auto& run : runs_) {
+    for (auto& [name, buffer] : run.head->buffers()) {
+      if (name.compare(0, 5, "pool.") != 0) continue;  // bn.* are synchronised already (forward_synchronised)
+      buffers.push_back(buffer);
+      shared.push_back(communicator_->is_main() ? buffer.detach().clone() : at::zeros_like(buffer));
+    }
+  }
+  if (buffers.empty()) return;
+  communicator_->all_reduce_sum(shared);  // rank 0's values everywhere
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < buffers.size(); ++i) buffers[i].copy_(shared[i]);
+}
+
 void ProbeTrainer::evaluate(FeatureSource& val, FeatureSource* holdout, int64_t epoch,
                             const std::function<void(int64_t)>& on_batch) {
+  share_pooling_buffers();
   const auto val_metrics = score(val, epoch, on_batch);
   const auto holdout_metrics = holdout ? score(*holdout, epoch, on_batch) : std::vector<EpochMetrics>();
   for (size_t i = 0; i < runs_.size(); ++i) {

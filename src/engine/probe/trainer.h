@@ -28,8 +28,9 @@ namespace vitprobe {
 /// decade) that bracket the official rate by two decades or more on both sides, so that a head's best rate is
 /// found inside the grid rather than at its edge:
 ///   lars   1e-3 .. 10   (MAE / beyond_cls: blr 0.1)
-///   sgd    1e-4 .. 1    (on BatchNorm'd features; DINOv2's 1e-5 .. 0.1 was made for un-normalised ones)
-///   adamw  1e-5 .. 0.1  (attentive probes: 1e-4 .. 1e-3)
+///   sgd    1e-3 .. 10   (beyond_cls passes the same blr 0.1 to SGD; DINOv2's 1e-5 .. 0.1 was made for
+///                        un-normalised features, here a BatchNorm comes first)
+///   adamw  1e-6 .. 1e-2 (attentive probes train at about 1e-4)
 /// Throws BadInput for another optimizer.
 std::vector<double> default_learning_rate_grid(const std::string& optimizer);
 
@@ -117,6 +118,10 @@ class ProbeTrainer {
 
  private:
   void step_optimizers(const std::vector<double>& learning_rates);
+  /// Distributed runs: the poolings' own running statistics (aim's token BatchNorm, which, as in the EP
+  /// repository, sees each rank's batch only) become rank 0's on every rank, as DDP's broadcast_buffers makes
+  /// them, so that every rank scores, saves and resumes the same head.
+  void share_pooling_buffers();
   /// Top-1 / top-5 of every pair on `source`, summed over ranks.
   std::vector<EpochMetrics> score(FeatureSource& source, int64_t epoch, const std::function<void(int64_t)>& on_batch);
 
