@@ -154,30 +154,28 @@ def check_block_selection(report, name, case, root, out_root):
                        [case["expected"]["blocks"][depth - 1]], root, BLOCKS_TOLERANCE)
 
 
-def native_bf16_allowed():
-    """True when this CPU has avx512_bf16 or amx_bf16 and no ISA cap below AVX512_CORE_BF16 is set for the run."""
+def cpu_flags_and_cap():
+    """This CPU's flags (/proc/cpuinfo) and the ISA cap set for the run ('ALL' when none)."""
     flags = set()
     with open("/proc/cpuinfo") as cpuinfo:
         for line in cpuinfo:
             if line.startswith("flags"):
                 flags = set(line.split(":", 1)[1].split())
                 break
-    cap = os.environ.get("VITPROBE_MAX_CPU_ISA") or os.environ.get("ONEDNN_MAX_CPU_ISA") or "ALL"
-    capped = cap.upper() in ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI")
-    return bool({"avx512_bf16", "amx_bf16"} & flags) and avx512_core_allowed() and not capped
+    return flags, (os.environ.get("VITPROBE_MAX_CPU_ISA") or os.environ.get("ONEDNN_MAX_CPU_ISA") or "ALL").upper()
 
 
 def avx512_core_allowed():
     """True when this CPU has AVX512_CORE (avx512f/bw/vl/dq) and no ISA cap below it is set for the run."""
-    flags = set()
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    cap = os.environ.get("VITPROBE_MAX_CPU_ISA") or os.environ.get("ONEDNN_MAX_CPU_ISA") or "ALL"
-    capped = cap.upper() in ("SSE41", "AVX", "AVX2", "AVX2_VNNI")
-    return {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags and not capped
+    flags, cap = cpu_flags_and_cap()
+    return {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags and cap not in ("SSE41", "AVX", "AVX2", "AVX2_VNNI")
+
+
+def native_bf16_allowed():
+    """True when this CPU has avx512_bf16 or amx_bf16 and no ISA cap below AVX512_CORE_BF16 is set for the run."""
+    flags, cap = cpu_flags_and_cap()
+    return bool({"avx512_bf16", "amx_bf16"} & flags) and avx512_core_allowed() and \
+        cap not in ("AVX512_CORE", "AVX512_CORE_VNNI")
 
 
 def check_bf16(report, name, case, root, out_root):
