@@ -21,6 +21,12 @@ foreach(check help unknown-subcommand inspect-real)
   vitprobe_py_test(cli.${check} cli cli/check_cli.py ${check})
 endforeach()
 vitprobe_py_test(cli.demo-quick cli cli/check_demo.py)
+# Issue 17: the quick demo's index.html in headless Chromium (every image renders, the page is not blank).
+# It reads the report cli.demo-quick wrote (a fixture, so ctest runs that first) instead of running the demo again.
+set_tests_properties(cli.demo-quick PROPERTIES FIXTURES_SETUP demo_report)
+vitprobe_py_test(cli.demo-report-browser cli cli/check_report_browser.py
+                 ${CMAKE_CURRENT_BINARY_DIR}/work/cli.demo-quick/demo)
+set_tests_properties(cli.demo-report-browser PROPERTIES FIXTURES_REQUIRED demo_report)
 
 # Hostile inputs (issue 18): resource bombs, lying archives and images, non-files, broken checkpoints.
 foreach(case reference-bomb stride-zero deflate-bomb zip-duplicate zip-crc safetensors-trailing jpeg-bomb
