@@ -169,8 +169,7 @@ ImageGrid overlay_grid(const std::string& model_file, const std::string& label, 
   const auto weights = abmilp->patch_weights_of(result).to(at::kCPU, at::kFloat).select(1, 0);  // (B, P)
 
   ImageGrid out;
-  out.title = label + ": [cls] attention (block " + std::to_string(block) + ", mean of " +
-              std::to_string(config.num_heads) + " heads) and trained AbMILP weights (block " +
+  out.title = label + ": [cls] attention (block " + std::to_string(block) + ", head mean), AbMILP weights (block " +
               std::to_string(abmilp->input_block()) + ")";
   out.tile_size = tile_size;
   out.columns = 6;
