@@ -120,10 +120,14 @@ TEST(DemoVerdicts, TunedClsAgainstMean) {
   const auto not_reproduced = tuned_cls_mean_verdict({mae, differs}, rules);
   EXPECT_EQ(not_reproduced.verdict, Verdict::NotReproduced);
   EXPECT_NE(not_reproduced.reason.find("DINO"), std::string::npos) << not_reproduced.reason;
-  mae.mean_edge = true;  // the chosen rate at the grid's edge: not tuned, whatever the numbers
+  mae.mean_edge = true;  // the chosen rate at the grid's edge: not tuned, whatever its numbers
   const auto edge = tuned_cls_mean_verdict({mae, dino}, rules);
   EXPECT_EQ(edge.verdict, Verdict::Inconclusive);
   EXPECT_NE(edge.reason.find("end of the learning-rate grid on MAE"), std::string::npos) << edge.reason;
+  // A real difference on a tuned encoder still counts against equivalence.
+  const auto edge_and_differs = tuned_cls_mean_verdict({mae, differs}, rules);
+  EXPECT_EQ(edge_and_differs.verdict, Verdict::NotReproduced) << edge_and_differs.reason;
+  EXPECT_NE(edge_and_differs.reason.find("left out"), std::string::npos) << edge_and_differs.reason;
   EXPECT_THROW(tuned_cls_mean_verdict({}, rules), BadInput);
 }
 

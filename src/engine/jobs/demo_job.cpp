@@ -154,11 +154,11 @@ std::string block_table(const nlohmann::json& stats) {
   return md.str();
 }
 
-std::string accuracy_table(const nlohmann::json& probes) {
+std::string accuracy_table(const std::vector<std::pair<std::string, nlohmann::json>>& probes) {
   std::ostringstream md;
   md << "| model | head | chosen base lr (per seed) | val top-1 (mean ± std) | held-out top-1 (mean ± std) |\n"
         "|---|---|---|---|---|\n";
-  for (const auto& [label, results] : probes.items()) {
+  for (const auto& [label, results] : probes) {
     for (const auto& head : results.at("heads")) {
       const bool knn = head.at("type") == "knn";
       std::string chosen;
@@ -315,7 +315,7 @@ nlohmann::json run_demo(const DemoOptions& requested) {
      << block_table(stats_summary) << "\n" << figure_markdown("attention statistics", "attn-stats/attention_stats");
   md << "## Probe accuracy\n\nValidation top-1 of each head at its own chosen rate and epoch, mean ± population std over "
      << options.seeds << " seed" << (options.seeds == 1 ? "" : "s") << " (heads' initialisation and data order).\n\n"
-     << accuracy_table(probes) << "\n";
+     << accuracy_table(probe_order) << "\n";
   md << "## Figures\n\n### Top-1 against the learning rate\n\nEvery head at every rate of the grid, each rate at its "
         "chosen epoch" << (options.seeds > 1 ? ", means over the seeds" : "")
      << ": [cls] and mean pooling compare fairly only at each one's own best rate.\n\n"

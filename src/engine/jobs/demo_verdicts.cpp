@@ -151,9 +151,9 @@ std::string verdict_rules_markdown(const VerdictRules& rules) {
       << format("%g", rules.max_noise) << " points; unresolved otherwise or with one seed.\n"
       << "- AbMILP gain: (AbMILP - [cls]) on MAE minus the same on DINO; reproduced when a real positive difference, "
          "not reproduced when negative or equivalent, inconclusive when unresolved.\n"
-      << "- Tuned [cls] vs mean: mean - [cls] per encoder; reproduced when equivalent on every encoder, not reproduced "
-         "when a real difference on any, inconclusive when unresolved or when a chosen rate sits at an end of the "
-         "learning-rate grid (not tuned).\n";
+      << "- Tuned [cls] vs mean: mean - [cls] per encoder; an encoder where the chosen rate of either head sits at "
+         "an end of the learning-rate grid (for any seed) is not tuned and left out; reproduced when equivalent on "
+         "every encoder, not reproduced when a real difference on any tuned encoder, inconclusive otherwise.\n";
   return out.str();
 }
 
@@ -245,35 +245,39 @@ ClaimVerdict abmilp_gain_verdict(const EncoderAccuracy& mim, const EncoderAccura
 ClaimVerdict tuned_cls_mean_verdict(const std::vector<EncoderAccuracy>& encoders, const VerdictRules& rules) {
   ClaimVerdict verdict;
   if (encoders.empty()) throw BadInput("demo verdicts: no encoder to compare [cls] and mean pooling on");
-  int equivalent = 0, differ = 0;
+  int equivalent = 0;
   std::string edges, differing;
   for (const auto& encoder : encoders) {
     const auto difference = minus(encoder.mean, encoder.cls);
     verdict.measured += (verdict.measured.empty() ? "mean - [cls] top-1: " : ", ") + encoder.label + " " +
                         mean_std_text(difference);
-    if (encoder.cls_edge || encoder.mean_edge) edges += (edges.empty() ? "" : ", ") + encoder.label;
+    if (encoder.cls_edge || encoder.mean_edge) {  // not tuned: this encoder's comparison counts for nothing
+      edges += (edges.empty() ? "" : ", ") + encoder.label;
+      continue;
+    }
     switch (compare_seeds(difference, rules)) {
       case Difference::Positive: case Difference::Negative:
-        ++differ;
         differing += (differing.empty() ? "" : ", ") + encoder.label;
         break;
       case Difference::Equivalent: ++equivalent; break;
       case Difference::Unresolved: break;
     }
   }
-  verdict.measured += " points (" + std::to_string(encoders.front().cls.size()) + " seed" +
-                      (encoders.front().cls.size() == 1 ? "" : "s") + ")";
-  if (!edges.empty()) {
-    verdict.reason = "a chosen rate sits at an end of the learning-rate grid on " + edges + ": the rate is not tuned";
-  } else if (differ > 0) {
+  const size_t n_seeds = encoders.front().cls.size();
+  verdict.measured += " points (" + std::to_string(n_seeds) + " seed" + (n_seeds == 1 ? "" : "s") + ")";
+  const std::string edge_note = edges.empty() ? "" : "; a chosen rate sits at an end of the learning-rate grid on " +
+                                                         edges + " (not tuned, left out)";
+  if (!differing.empty()) {
     verdict.verdict = Verdict::NotReproduced;
-    verdict.reason = "[cls] and mean pooling differ beyond the seeds' spread on " + differing;
+    verdict.reason = "[cls] and mean pooling differ beyond the seeds' spread on " + differing + ", each at its own tuned rate" + edge_note;
   } else if (equivalent == static_cast<int>(encoders.size())) {
     verdict.verdict = Verdict::Reproduced;
     verdict.reason = "equal within the seeds' spread on every encoder, each at its own tuned rate";
+  } else if (!edges.empty()) {
+    verdict.reason = "no difference on the tuned encoders" + edge_note;
   } else {
-    verdict.reason = encoders.front().cls.size() < 2 ? "one seed: no spread to judge the difference against"
-                                                     : "the seeds spread too much to call the two equal";
+    verdict.reason = n_seeds < 2 ? "one seed: no spread to judge the difference against"
+                                 : "the seeds spread too much to call the two equal";
   }
   return verdict;
 }

@@ -88,9 +88,9 @@ Difference compare_seeds(const std::vector<double>& differences, const VerdictRu
 /// reproduced, Negative or Equivalent -> not reproduced, Unresolved -> inconclusive.
 ClaimVerdict abmilp_gain_verdict(const EncoderAccuracy& mim, const EncoderAccuracy& jea, const VerdictRules& rules);
 
-/// Claim tuned-cls-mean: per encoder and seed, mean pooling - [cls]; reproduced when Equivalent for every
-/// encoder, not reproduced when any is Positive or Negative, else inconclusive; a chosen rate at the grid's
-/// edge (the rate is not tuned) makes it inconclusive.
+/// Claim tuned-cls-mean: per encoder and seed, mean pooling - [cls]. An encoder whose [cls] or mean rate sat at
+/// the grid's edge is not tuned and left out. Reproduced when Equivalent for every encoder, not reproduced when
+/// any tuned encoder is Positive or Negative, else inconclusive.
 ClaimVerdict tuned_cls_mean_verdict(const std::vector<EncoderAccuracy>& encoders, const VerdictRules& rules);
 
 }  // namespace vitprobe
