@@ -8,7 +8,10 @@
 #include <iterator>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "common/errors.h"
+#include "jobs/demo_figures.h"
 #include "jobs/demo_html.h"
 #include "jobs/demo_verdicts.h"
 #include "report/image_grid.h"
@@ -224,6 +227,35 @@ TEST(DemoFigures, ImageGridAndLogAxisSvg) {
   const auto plot_text = read_all(plot);
   EXPECT_NE(plot_text.find("stroke-dasharray"), std::string::npos);  // the dashed series and its legend swatch
   EXPECT_NE(plot_text.find("<svg"), std::string::npos);
+}
+
+TEST(DemoFigures, LearningRateCurvesFromProbeResults) {
+  // One seed: runs carry top1 and holdout_top1; aggregated: the same keys as means, plus "seeds".
+  const nlohmann::json single = {{"heads",
+                                  {{{"head", "cls"}, {"type", "cls"},
+                                    {"runs", {{{"base_lr", 30.0}, {"top1", 70.0}, {"holdout_top1", 69.0}},
+                                              {{"base_lr", 3.0}, {"top1", 60.0}, {"holdout_top1", 61.0}}}}},
+                                   {{"head", "knn"}, {"type", "knn"}, {"runs", {{{"k", 10}, {"top1", 50.0}}}}}}}};
+  nlohmann::json aggregated = single;
+  aggregated["seeds"] = {0, 1, 2};
+  aggregated["heads"][0]["runs"][0].erase("holdout_top1");
+  const Figure figure = learning_rate_figure({{"MAE", single}, {"DINO", aggregated}});
+  ASSERT_EQ(figure.panels.size(), 2u);
+  EXPECT_EQ(figure.columns, 2);
+  const auto& mae = figure.panels[0];
+  EXPECT_TRUE(mae.log_x);
+  EXPECT_EQ(mae.title, "MAE");
+  ASSERT_EQ(mae.lines.size(), 2u);  // knn has no rate: no line
+  EXPECT_EQ(mae.lines[0].label, "cls");
+  EXPECT_FALSE(mae.lines[0].dashed);
+  EXPECT_EQ(mae.lines[0].x, (std::vector<double>{3.0, 30.0}));  // sorted by rate
+  EXPECT_EQ(mae.lines[0].y, (std::vector<double>{60.0, 70.0}));
+  EXPECT_EQ(mae.lines[1].label, "cls held-out");
+  EXPECT_TRUE(mae.lines[1].dashed);
+  EXPECT_EQ(mae.lines[1].y, (std::vector<double>{61.0, 69.0}));
+  EXPECT_EQ(figure.panels[1].title, "DINO (mean of 3 seeds)");
+  EXPECT_EQ(figure.panels[1].lines[1].x, (std::vector<double>{3.0}));  // the held-out point it has
+  EXPECT_THROW(learning_rate_figure({{"MAE", {{"heads", {single["heads"][1]}}}}}), BadInput);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "data/file_list_dataset.h"
 #include "image/transforms.h"
 #include "jobs/dataset_pass.h"
+#include "jobs/maps_job.h"  // patch_attention_maps, heat_map_values, map_entropy
 #include "stats/pooling_maps.h"
 
 namespace vitprobe {
@@ -17,25 +18,11 @@ namespace {
 
 constexpr double kOverlayAlpha = 0.6;
 
-// A heat map (grid x grid) upsampled bilinearly to size x size and scaled to [0, 1] by its own range.
-std::vector<float> heat_values(const at::Tensor& map, int grid, int size) {
-  auto upsampled = at::upsample_bilinear2d(map.to(at::kFloat).reshape({1, 1, grid, grid}), {size, size}, false)
-                       .reshape({size, size});
-  const float low = upsampled.min().item<float>(), high = upsampled.max().item<float>();
-  upsampled = (high > low ? (upsampled - low) / (high - low) : at::zeros_like(upsampled)).contiguous();
-  return std::vector<float>(upsampled.data_ptr<float>(), upsampled.data_ptr<float>() + upsampled.numel());
-}
-
-// Entropy (nats) of a map renormalised to sum 1, as the statistics measure selectivity.
-double entropy(const at::Tensor& map) {
-  const auto p = map.to(at::kDouble) / (map.to(at::kDouble).sum() + 1e-6);
-  return -(p * (p + 1e-6).log()).sum().item<double>();
-}
-
-ScatterSeries class_series(const std::string& name, int64_t label) {
+ScatterSeries class_series(const std::string& name, int64_t label, double radius) {
   ScatterSeries series;
   series.label = name;
   series.color = category_color(label);
+  series.radius = radius;
   return series;
 }
 
@@ -121,13 +108,15 @@ std::vector<Panel> tsne_panels(const std::string& model_file, const std::string&
     panel.y_label = "t-SNE 2";
     panel.show_axes_ticks = false;
     std::vector<ScatterSeries> by_class;
-    for (int64_t c = 0; c < dataset->num_classes(); ++c) by_class.push_back(class_series(dataset->class_names()[c], c));
+    const double radius = labels.size() <= 500 ? 3.5 : 2.5;
+    for (int64_t c = 0; c < dataset->num_classes(); ++c) {
+      by_class.push_back(class_series(dataset->class_names()[static_cast<size_t>(c)], c, radius));
+    }
     const auto points = result.embedding.accessor<double, 2>();
     for (size_t i = 0; i < labels.size(); ++i) {
       auto& series = by_class[static_cast<size_t>(labels[i])];
       series.x.push_back(points[static_cast<int64_t>(i)][0]);
       series.y.push_back(points[static_cast<int64_t>(i)][1]);
-      series.radius = labels.size() <= 500 ? 3.5 : 2.5;
     }
     for (auto& series : by_class) {
       if (!series.x.empty()) panel.points.push_back(std::move(series));
@@ -163,9 +152,8 @@ ImageGrid overlay_grid(const std::string& model_file, const std::string& label, 
   request.attention_blocks = {block};
   abmilp->add_inputs_to(request);
   const ForwardResult result = model.encoder->forward(at::stack(tensors), request);
-  const int64_t first = config.num_prefix_tokens();
-  const auto attention = result.attention.at(block).to(at::kCPU, at::kFloat);  // (B, heads, T, T)
-  const auto cls_maps = attention.select(2, 0).narrow(2, first, attention.size(3) - first).mean(1);  // (B, P)
+  const auto cls_maps = patch_attention_maps(result.attention.at(block).to(at::kCPU, at::kFloat), true,
+                                             config.num_registers).mean(1);  // (B, patches)
   const auto weights = abmilp->patch_weights_of(result).to(at::kCPU, at::kFloat).select(1, 0);  // (B, P)
 
   ImageGrid out;
@@ -180,10 +168,10 @@ ImageGrid overlay_grid(const std::string& model_file, const std::string& label, 
     const auto row = static_cast<int64_t>(i);
     char caption[96];
     out.tiles.push_back({dataset->class_names()[static_cast<size_t>(dataset->label(row))], image});
-    std::snprintf(caption, sizeof caption, "[cls] attn H=%.2f", entropy(cls_maps[row]));
-    out.tiles.push_back({caption, overlay_heat_map(image, heat_values(cls_maps[row], grid, image.width), ColorMap::Inferno, kOverlayAlpha)});
-    std::snprintf(caption, sizeof caption, "AbMILP H=%.2f", entropy(weights[row]));
-    out.tiles.push_back({caption, overlay_heat_map(image, heat_values(weights[row], grid, image.width), ColorMap::Inferno, kOverlayAlpha)});
+    std::snprintf(caption, sizeof caption, "[cls] attn H=%.2f", map_entropy(cls_maps[row]));
+    out.tiles.push_back({caption, overlay_heat_map(image, heat_map_values(cls_maps[row], grid, image.width), ColorMap::Inferno, kOverlayAlpha)});
+    std::snprintf(caption, sizeof caption, "AbMILP H=%.2f", map_entropy(weights[row]));
+    out.tiles.push_back({caption, overlay_heat_map(image, heat_map_values(weights[row], grid, image.width), ColorMap::Inferno, kOverlayAlpha)});
   }
   return out;
 }
