@@ -39,22 +39,6 @@ std::vector<std::string> output_names(const std::vector<std::string>& inputs) {
   return names;
 }
 
-// Entropy (nats) of a map renormalised to sum 1, the selectivity measure of the paper's statistics.
-double entropy(const at::Tensor& map) {
-  const auto p = map.to(at::kDouble) / (map.to(at::kDouble).sum() + 1e-6);
-  return -(p * (p + 1e-6).log()).sum().item<double>();
-}
-
-// One map (grid x grid) upsampled bilinearly to size x size, scaled to [0, 1] by its own min and max.
-std::vector<float> heat_values(const at::Tensor& map, int grid, int size) {
-  auto upsampled = at::upsample_bilinear2d(map.to(at::kFloat).reshape({1, 1, grid, grid}), {size, size}, false)
-                       .reshape({size, size});
-  const float low = upsampled.min().item<float>(), high = upsampled.max().item<float>();
-  upsampled = high > low ? (upsampled - low) / (high - low) : at::zeros_like(upsampled);
-  upsampled = upsampled.contiguous();
-  return std::vector<float>(upsampled.data_ptr<float>(), upsampled.data_ptr<float>() + upsampled.numel());
-}
-
 std::string percent(double probability) {
   char text[32];
   std::snprintf(text, sizeof text, "%.1f%%", 100.0 * probability);
@@ -68,6 +52,20 @@ int balanced_columns(int n_tiles, int requested) {
 }
 
 }  // namespace
+
+double map_entropy(const at::Tensor& map) {
+  const auto p = map.to(at::kDouble) / (map.to(at::kDouble).sum() + 1e-6);
+  return -(p * (p + 1e-6).log()).sum().item<double>();
+}
+
+std::vector<float> heat_map_values(const at::Tensor& map, int grid, int size) {
+  auto upsampled = at::upsample_bilinear2d(map.to(at::kFloat).reshape({1, 1, grid, grid}), {size, size}, false)
+                       .reshape({size, size});
+  const float low = upsampled.min().item<float>(), high = upsampled.max().item<float>();
+  upsampled = high > low ? (upsampled - low) / (high - low) : at::zeros_like(upsampled);
+  upsampled = upsampled.contiguous();
+  return std::vector<float>(upsampled.data_ptr<float>(), upsampled.data_ptr<float>() + upsampled.numel());
+}
 
 at::Tensor patch_attention_maps(const at::Tensor& attention, bool class_token, int num_registers) {
   const int64_t first_patch = (class_token ? 1 : 0) + num_registers;
@@ -148,15 +146,15 @@ nlohmann::json run_maps_job(const MapsOptions& options) {
       image_grid.tiles.push_back({"image (" + std::to_string(size) + "x" + std::to_string(size) + " crop)", crop});
       const auto mean_map = image_maps.mean(0);
       char caption[96];
-      std::snprintf(caption, sizeof caption, "mean of %d heads  H=%.2f", config.num_heads, entropy(mean_map));
-      image_grid.tiles.push_back({caption, overlay_heat_map(crop, heat_values(mean_map, grid, size), color_map, options.alpha)});
+      std::snprintf(caption, sizeof caption, "mean of %d heads  H=%.2f", config.num_heads, map_entropy(mean_map));
+      image_grid.tiles.push_back({caption, overlay_heat_map(crop, heat_map_values(mean_map, grid, size), color_map, options.alpha)});
       nlohmann::json head_entropy = nlohmann::json::array();
       for (int head = 0; head < config.num_heads; ++head) {
-        const double h = entropy(image_maps[head]);
+        const double h = map_entropy(image_maps[head]);
         head_entropy.push_back(h);
         std::snprintf(caption, sizeof caption, "head %d  H=%.2f", head, h);
         image_grid.tiles.push_back(
-            {caption, overlay_heat_map(crop, heat_values(image_maps[head], grid, size), color_map, options.alpha)});
+            {caption, overlay_heat_map(crop, heat_map_values(image_maps[head], grid, size), color_map, options.alpha)});
       }
       nlohmann::json head_pooling = nlohmann::json::array();
       for (size_t h = 0; h < pooling.size(); ++h) {
@@ -164,18 +162,18 @@ nlohmann::json run_maps_job(const MapsOptions& options) {
         nlohmann::json entropies = nlohmann::json::array();
         for (size_t m = 0; m < names.size(); ++m) {
           const auto map = head_maps[h][row][static_cast<int64_t>(m)];
-          const double h_map = entropy(map);
+          const double h_map = map_entropy(map);
           entropies.push_back(h_map);
           std::snprintf(caption, sizeof caption, "%s (probe, block %d)  H=%.2f", names[m].c_str(),
                         pooling[h]->input_block(), h_map);
-          image_grid.tiles.push_back({caption, overlay_heat_map(crop, heat_values(map, grid, size), color_map, options.alpha)});
+          image_grid.tiles.push_back({caption, overlay_heat_map(crop, heat_map_values(map, grid, size), color_map, options.alpha)});
         }
         head_pooling.push_back({{"head", pooling[h]->name()}, {"block", pooling[h]->input_block()}, {"entropy", entropies}});
       }
       image_grid.columns = balanced_columns(static_cast<int>(image_grid.tiles.size()), options.columns);
       const std::string input_name = std::filesystem::path(options.inputs[i]).filename().string();
       image_grid.title = input_name + ": block " + std::to_string(block) + " " + what;
-      nlohmann::json entry = {{"input", options.inputs[i]}, {"file", names[i]}, {"mean_entropy", entropy(mean_map)},
+      nlohmann::json entry = {{"input", options.inputs[i]}, {"file", names[i]}, {"mean_entropy", map_entropy(mean_map)},
                               {"head_entropy", head_entropy}};
       if (!pooling.empty()) entry["pooling"] = head_pooling;
       if (probabilities.defined()) {

@@ -38,4 +38,11 @@ nlohmann::json run_maps_job(const MapsOptions& options);
 /// averaged over the patch queries. Registers are left out.
 at::Tensor patch_attention_maps(const at::Tensor& attention, bool class_token, int num_registers);
 
+/// One map over the patches (grid x grid values) upsampled bilinearly to size x size and scaled to [0, 1] by
+/// its own minimum and maximum (all zeros for a constant map), row-major, for overlay_heat_map.
+std::vector<float> heat_map_values(const at::Tensor& map, int grid, int size);
+
+/// Entropy (nats) of a map renormalised to sum 1, the selectivity measure of the paper's statistics.
+double map_entropy(const at::Tensor& map);
+
 }  // namespace vitprobe

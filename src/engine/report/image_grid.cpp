@@ -82,29 +82,46 @@ std::pair<int, int> image_grid_size(const ImageGrid& grid) {
   return {width, height};
 }
 
-void write_image_grid_png(const ImageGrid& grid, const std::string& file) {
+namespace {
+
+// Checks `grid` and draws it on `cr` of image_grid_size(grid).
+void draw_grid(cairo_t* cr, const ImageGrid& grid, int width, int height) {
+  const int columns = std::max(1, std::min(grid.columns, static_cast<int>(grid.tiles.size())));
+  if (!grid.title.empty()) {
+    cairo_set_source_rgb(cr, 0.05, 0.05, 0.05);
+    cairo_output::draw_text(cr, cairo_output::fit_text(grid.title, kTitleFont, width - 2 * kGap), kTitleFont, kGap,
+                            kTitleHeight / 2.0, 0.0);
+  }
+  for (size_t index = 0; index < grid.tiles.size(); ++index) {
+    const int row = static_cast<int>(index) / columns, column = static_cast<int>(index) % columns;
+    draw_tile(cr, grid.tiles[index], kGap + column * (grid.tile_size + kGap),
+              title_height(grid) + row * (grid.tile_size + kCaptionHeight + kGap), grid.tile_size);
+  }
+  if (grid.color_bar) {
+    const double bar_width = std::min(360.0, width - 120.0);
+    draw_color_bar(cr, *grid.color_bar, grid.color_bar_label, (width - bar_width) / 2, height - kColorBarHeight + 4,
+                   bar_width);
+  }
+}
+
+void check_grid(const ImageGrid& grid, const std::string& file) {
   if (grid.tiles.empty()) throw BadInput(file + ": an image grid needs at least one tile");
   if (grid.tile_size < 16) throw BadInput(file + ": tile size " + std::to_string(grid.tile_size) + " is below 16");
   for (const auto& tile : grid.tiles) check_image(tile.image, file + ": tile '" + tile.caption + "'");
+}
+
+}  // namespace
+
+void write_image_grid_png(const ImageGrid& grid, const std::string& file) {
+  check_grid(grid, file);
   const auto [width, height] = image_grid_size(grid);
-  const int columns = std::max(1, std::min(grid.columns, static_cast<int>(grid.tiles.size())));
-  cairo_output::write_png(file, width, height, [&](cairo_t* cr) {
-    if (!grid.title.empty()) {
-      cairo_set_source_rgb(cr, 0.05, 0.05, 0.05);
-      cairo_output::draw_text(cr, cairo_output::fit_text(grid.title, kTitleFont, width - 2 * kGap), kTitleFont, kGap,
-                              kTitleHeight / 2.0, 0.0);
-    }
-    for (size_t index = 0; index < grid.tiles.size(); ++index) {
-      const int row = static_cast<int>(index) / columns, column = static_cast<int>(index) % columns;
-      draw_tile(cr, grid.tiles[index], kGap + column * (grid.tile_size + kGap),
-                title_height(grid) + row * (grid.tile_size + kCaptionHeight + kGap), grid.tile_size);
-    }
-    if (grid.color_bar) {
-      const double bar_width = std::min(360.0, width - 120.0);
-      draw_color_bar(cr, *grid.color_bar, grid.color_bar_label, (width - bar_width) / 2, height - kColorBarHeight + 4,
-                     bar_width);
-    }
-  });
+  cairo_output::write_png(file, width, height, [&](cairo_t* cr) { draw_grid(cr, grid, width, height); });
+}
+
+void write_image_grid_svg(const ImageGrid& grid, const std::string& file) {
+  check_grid(grid, file);
+  const auto [width, height] = image_grid_size(grid);
+  cairo_output::write_svg(file, width, height, [&](cairo_t* cr) { draw_grid(cr, grid, width, height); });
 }
 
 ImageU8 overlay_heat_map(const ImageU8& image, const std::vector<float>& heat, ColorMap map, double alpha) {

@@ -1,6 +1,6 @@
 #pragma once
-// A grid of captioned RGB images (attention maps next to the image they belong to), written as PNG with
-// cairo, with an optional colour bar explaining the heat-map colours.
+// A grid of captioned RGB images (attention maps next to the image they belong to), written as PNG or SVG
+// with cairo, with an optional colour bar explaining the heat-map colours.
 #include <optional>
 #include <string>
 #include <vector>
@@ -31,6 +31,9 @@ std::pair<int, int> image_grid_size(const ImageGrid& grid);
 
 /// Renders `grid` as a PNG, atomically; throws BadInput for an empty grid or a malformed tile.
 void write_image_grid_png(const ImageGrid& grid, const std::string& file);
+
+/// The same as an SVG document of the same size (the tiles embedded as PNG images), atomically.
+void write_image_grid_svg(const ImageGrid& grid, const std::string& file);
 
 /// Blends a heat map over `image`: `heat` holds image.width x image.height values in [0, 1] (row-major);
 /// each pixel becomes (1 - alpha) * image + alpha * colour(heat).

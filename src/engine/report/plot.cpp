@@ -32,6 +32,7 @@ struct LegendEntry {
   std::string label;
   Rgb color;
   bool line = true;
+  bool dashed = false;
 };
 
 struct LegendLayout {
@@ -63,16 +64,16 @@ double panels_height(const Figure& figure) {
 
 std::vector<LegendEntry> legend_entries(const Figure& figure) {
   std::vector<LegendEntry> entries;
-  auto add = [&](const std::string& label, const Rgb& color, bool line) {
+  auto add = [&](const std::string& label, const Rgb& color, bool line, bool dashed) {
     if (label.empty()) return;
     for (const auto& entry : entries) {
       if (entry.label == label) return;
     }
-    entries.push_back({label, color, line});
+    entries.push_back({label, color, line, dashed});
   };
   for (const auto& panel : figure.panels) {
-    for (const auto& series : panel.lines) add(series.label, series.color, true);
-    for (const auto& series : panel.points) add(series.label, series.color, false);
+    for (const auto& series : panel.lines) add(series.label, series.color, true, series.dashed);
+    for (const auto& series : panel.points) add(series.label, series.color, false, false);
   }
   return entries;
 }
@@ -115,18 +116,24 @@ double plotted_y(const Panel& panel, double value) {
   return value > 0 ? std::log10(value) : std::numeric_limits<double>::quiet_NaN();
 }
 
-// Data ranges of a panel (y as plotted), padded by 5% (a flat series gets a unit-sized range around its value).
+// An x value as plotted: its base-10 logarithm on a log axis (NaN for values <= 0).
+double plotted_x(const Panel& panel, double value) {
+  if (!panel.log_x) return value;
+  return value > 0 ? std::log10(value) : std::numeric_limits<double>::quiet_NaN();
+}
+
+// Data ranges of a panel (x and y as plotted), padded by 5% (a flat series gets a unit-sized range around its value).
 std::pair<Range, Range> panel_ranges(const Panel& panel) {
   Range x, y;
   for (const auto& series : panel.lines) {
-    for (double value : series.x) x.add(value);
+    for (double value : series.x) x.add(plotted_x(panel, value));
     for (double value : series.y) y.add(plotted_y(panel, value));
     if (panel.log_y) continue;
     for (double value : series.band_low) y.add(value);
     for (double value : series.band_high) y.add(value);
   }
   for (const auto& series : panel.points) {
-    for (double value : series.x) x.add(value);
+    for (double value : series.x) x.add(plotted_x(panel, value));
     for (double value : series.y) y.add(plotted_y(panel, value));
   }
   for (Range* range : {&x, &y}) {
@@ -183,6 +190,7 @@ void draw_panel(cairo_t* cr, const Panel& panel, double left, double top, double
     return plot_top + plot_height - (value - y_range.low) / (y_range.high - y_range.low) * plot_height;
   };
   auto to_data_y = [&](double value) { return to_y(plotted_y(panel, value)); };
+  auto to_data_x = [&](double value) { return to_x(plotted_x(panel, value)); };
 
   cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
   draw_text(cr, cairo_output::fit_text(panel.title, kPanelTitleFont, width - 8), kPanelTitleFont,
@@ -191,8 +199,9 @@ void draw_panel(cairo_t* cr, const Panel& panel, double left, double top, double
   draw_vertical_text(cr, panel.y_label, kLabelFont, left + 12, plot_top + plot_height / 2);
 
   // Grid lines and ticks.
-  auto x_ticks = nice_ticks(x_range.low, x_range.high, std::max(3, static_cast<int>(plot_width / 60)));
-  if (panel.integer_x_ticks) {
+  auto x_ticks = panel.log_x ? log_ticks(x_range.low, x_range.high)
+                             : nice_ticks(x_range.low, x_range.high, std::max(3, static_cast<int>(plot_width / 60)));
+  if (panel.integer_x_ticks && !panel.log_x) {
     std::vector<double> whole;
     for (double tick : x_ticks) {
       if (std::abs(tick - std::round(tick)) < 1e-9) whole.push_back(std::round(tick));
@@ -214,7 +223,8 @@ void draw_panel(cairo_t* cr, const Panel& panel, double left, double top, double
     cairo_line_to(cr, to_x(tick), plot_top + plot_height + 4);
     cairo_stroke(cr);
     if (panel.show_axes_ticks) {
-      draw_text(cr, tick_label(tick, x_step), kTickFont, to_x(tick), plot_top + plot_height + 13, 0.5);
+      draw_text(cr, panel.log_x ? log_tick_label(tick) : tick_label(tick, x_step), kTickFont, to_x(tick),
+                plot_top + plot_height + 13, 0.5);
     }
   }
   for (double tick : y_ticks) {
@@ -237,8 +247,8 @@ void draw_panel(cairo_t* cr, const Panel& panel, double left, double top, double
   for (const auto& series : panel.lines) {
     const size_t n = std::min(series.x.size(), series.y.size());
     if (!panel.log_y && series.band_low.size() == n && series.band_high.size() == n && n > 1) {
-      for (size_t i = 0; i < n; ++i) cairo_line_to(cr, to_x(series.x[i]), to_y(series.band_high[i]));
-      for (size_t i = n; i-- > 0;) cairo_line_to(cr, to_x(series.x[i]), to_y(series.band_low[i]));
+      for (size_t i = 0; i < n; ++i) cairo_line_to(cr, to_data_x(series.x[i]), to_y(series.band_high[i]));
+      for (size_t i = n; i-- > 0;) cairo_line_to(cr, to_data_x(series.x[i]), to_y(series.band_low[i]));
       cairo_close_path(cr);
       set_color(cr, series.color, 0.15);
       cairo_fill(cr);
@@ -246,22 +256,25 @@ void draw_panel(cairo_t* cr, const Panel& panel, double left, double top, double
     set_color(cr, series.color);
     cairo_set_line_width(cr, series.width);
     cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
+    const double dashes[] = {3 * series.width, 2 * series.width};
+    cairo_set_dash(cr, dashes, series.dashed ? 2 : 0, 0);
     // Values that cannot be plotted (<= 0 on a log axis, non-finite) break the line.
     for (size_t i = 0; i < n; ++i) {
-      const double y = to_data_y(series.y[i]);
-      if (std::isfinite(y) && std::isfinite(series.x[i])) {
-        cairo_line_to(cr, to_x(series.x[i]), y);
+      const double x = to_data_x(series.x[i]), y = to_data_y(series.y[i]);
+      if (std::isfinite(y) && std::isfinite(x)) {
+        cairo_line_to(cr, x, y);
       } else {
         cairo_stroke(cr);
       }
     }
     cairo_stroke(cr);
+    cairo_set_dash(cr, nullptr, 0, 0);
     if (series.markers) {
       for (size_t i = 0; i < n; ++i) {
-        const double y = to_data_y(series.y[i]);
-        if (!std::isfinite(y) || !std::isfinite(series.x[i])) continue;
+        const double x = to_data_x(series.x[i]), y = to_data_y(series.y[i]);
+        if (!std::isfinite(y) || !std::isfinite(x)) continue;
         cairo_new_sub_path(cr);
-        cairo_arc(cr, to_x(series.x[i]), y, series.width + 1.0, 0, 2 * M_PI);
+        cairo_arc(cr, x, y, series.width + 1.0, 0, 2 * M_PI);
       }
       cairo_fill(cr);
     }
@@ -270,10 +283,10 @@ void draw_panel(cairo_t* cr, const Panel& panel, double left, double top, double
     set_color(cr, series.color, 0.85);
     const size_t n = std::min(series.x.size(), series.y.size());
     for (size_t i = 0; i < n; ++i) {
-      const double y = to_data_y(series.y[i]);
-      if (!std::isfinite(y) || !std::isfinite(series.x[i])) continue;
+      const double x = to_data_x(series.x[i]), y = to_data_y(series.y[i]);
+      if (!std::isfinite(y) || !std::isfinite(x)) continue;
       cairo_new_sub_path(cr);
-      cairo_arc(cr, to_x(series.x[i]), y, series.radius, 0, 2 * M_PI);
+      cairo_arc(cr, x, y, series.radius, 0, 2 * M_PI);
     }
     cairo_fill(cr);
   }
@@ -307,9 +320,12 @@ void draw_legend(cairo_t* cr, const Figure& figure, const LegendLayout& legend, 
     set_color(cr, entry.color);
     if (entry.line) {
       cairo_set_line_width(cr, 2.5);
+      const double dashes[] = {6, 4};
+      cairo_set_dash(cr, dashes, entry.dashed ? 2 : 0, 0);
       cairo_move_to(cr, x, row_y);
       cairo_line_to(cr, x + kLegendSwatch, row_y);
       cairo_stroke(cr);
+      cairo_set_dash(cr, nullptr, 0, 0);
     }
     cairo_arc(cr, x + kLegendSwatch / 2, row_y, entry.line ? 3.5 : 4.5, 0, 2 * M_PI);
     cairo_fill(cr);

@@ -17,6 +17,7 @@ struct LineSeries {
   std::vector<double> band_low, band_high;
   double width = 2.0;
   bool markers = true;  // a dot at every point
+  bool dashed = false;  // a dashed line (and legend swatch), e.g. held-out beside solid validation curves
 };
 
 /// Points at (x[i], y[i]).
@@ -35,6 +36,7 @@ struct Panel {
   bool integer_x_ticks = false;  // ticks at whole numbers only (block indices)
   bool show_axes_ticks = true;   // false: no tick labels (t-SNE coordinates mean nothing)
   bool log_y = false;            // logarithmic y axis; values <= 0 are left out, bands are not drawn
+  bool log_x = false;            // logarithmic x axis (learning rates); values <= 0 are left out
 };
 
 /// Panels laid out row-major in `columns` columns, with a title on top and a legend on the right.
