@@ -49,20 +49,23 @@ class MaskedAutoencoderViT(nn.Module):
     def __init__(self, img_size=28, patch_size=4, embed_dim=192, depth=6, num_heads=3, decoder_embed_dim=128,
                  decoder_depth=2, decoder_num_heads=4, mlp_ratio=4.0, norm_pix_loss=True):
         super().__init__()
+        from functools import partial
+
         from timm.models.vision_transformer import Block, PatchEmbed
+        norm = partial(nn.LayerNorm, eps=1e-6)  # models_mae.py's norm_layer
         self.patch_size = patch_size
         self.patch_embed = PatchEmbed(img_size, patch_size, 3, embed_dim)
         num_patches = self.patch_embed.num_patches
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim), requires_grad=False)
-        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True) for _ in range(depth)])
-        self.norm = nn.LayerNorm(embed_dim)
+        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, norm_layer=norm) for _ in range(depth)])
+        self.norm = norm(embed_dim)
         self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim, bias=True)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
         self.decoder_pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, decoder_embed_dim), requires_grad=False)
-        self.decoder_blocks = nn.ModuleList([Block(decoder_embed_dim, decoder_num_heads, mlp_ratio, qkv_bias=True)
+        self.decoder_blocks = nn.ModuleList([Block(decoder_embed_dim, decoder_num_heads, mlp_ratio, qkv_bias=True, norm_layer=norm)
                                              for _ in range(decoder_depth)])
-        self.decoder_norm = nn.LayerNorm(decoder_embed_dim)
+        self.decoder_norm = norm(decoder_embed_dim)
         self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size ** 2 * 3, bias=True)
         self.norm_pix_loss = norm_pix_loss
         self.initialize_weights()

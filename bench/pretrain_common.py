@@ -41,8 +41,9 @@ def balanced_subset(labels, limit, seed):
         return np.arange(len(labels))
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
-    per_class = limit // len(classes)
-    chosen = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in classes]
+    # limit // C per class, one more for the first limit % C classes (as vitprobe's --limit counts them)
+    counts = [limit // len(classes) + (1 if i < limit % len(classes) else 0) for i in range(len(classes))]
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:n] for c, n in zip(classes, counts)]
     return np.sort(np.concatenate(chosen))
 
 

@@ -18,3 +18,6 @@ endforeach()
 # The real ViT-Tiny/16 on the 17 ImageNet photos: vitprobe's own preprocessing, then a shared input tensor.
 vitprobe_py_test(golden.real_model.images golden golden/check_real_model.py images)
 vitprobe_py_test(golden.real_model.tensor golden golden/check_real_model.py tensor)
+
+# The pretraining references of bench/ (README's reference-vs-vitprobe table) run and start where vitprobe starts.
+vitprobe_py_test(golden.pretrain_references golden golden/check_pretrain_references.py)
