@@ -11,7 +11,11 @@ encoders' size. Two uses:
           k-NN of any encoder with timm keys (what `vitprobe pretrain` writes), by the same evaluator.
 
 Adaptations to 28-px images, shared with vitprobe (which does the same): the Gaussian blur radius is scaled by
-crop size / 224; colour jitter has no hue term (grey images: a no-op); the local crop side is 12 px (3x3 patches).
+crop size / 224; colour jitter has no hue term (grey images: a no-op); the local crop side is 12 px (3x3 patches);
+images are normalised by the mean/std measured on the training data (official: ImageNet's); the position table
+is resampled to a local crop's grid by size (official: by scale factor (w0 + 0.1) / sqrt(N)), without antialias.
+Deviations of vitprobe's defaults from main_dino.py's, shared here: no stochastic depth (official
+drop_path_rate 0.1), 4,096 prototypes (65,536), 6 local crops (8), 1 warm-up epoch (10).
 """
 import argparse
 import json
@@ -204,19 +208,15 @@ def cancel_gradients_last_layer(epoch, model, freeze_last_layer):
 
 # --- training ---------------------------------------------------------------------------------------------------
 
-def measured_mean_std(images):
-    sample = images[:10000].astype(np.float64) / 255.0
-    return float(sample.mean()), float(sample.std())
-
-
 def train(args):
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     random.seed(args.seed)
     torch.set_num_threads(args.threads)
     images, labels = common.fashion_mnist("train")
-    images = images[common.balanced_subset(labels, args.limit, args.seed)]
-    mean, std = measured_mean_std(images)
+    keep = common.balanced_subset(labels, args.limit, args.seed)
+    images, labels = images[keep], labels[keep]
+    mean, std = common.measured_mean_std(images, labels, args.seed)
     local_size = args.local_crop_size or max(args.patch_size, round(args.img_size * 96 / 224 / args.patch_size) * args.patch_size)
     augmentation = DataAugmentationDINO((args.global_scale_min, 1.0), (args.local_scale_min, args.local_scale_max),
                                         args.local_crops, args.img_size, local_size, [mean] * 3, [std] * 3)

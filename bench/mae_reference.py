@@ -176,9 +176,9 @@ def train(args):
     random.seed(args.seed)
     torch.set_num_threads(args.threads)
     images, labels = common.fashion_mnist("train")
-    images = images[common.balanced_subset(labels, args.limit, args.seed)]
-    sample = images[:10000].astype(np.float64) / 255.0
-    mean, std = float(sample.mean()), float(sample.std())
+    keep = common.balanced_subset(labels, args.limit, args.seed)
+    images, labels = images[keep], labels[keep]
+    mean, std = common.measured_mean_std(images, labels, args.seed)
     transform = transforms.Compose([
         transforms.RandomResizedCrop(args.img_size, scale=(0.2, 1.0), interpolation=transforms.InterpolationMode.BICUBIC),
         transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Normalize([mean] * 3, [std] * 3)])

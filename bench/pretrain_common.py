@@ -47,10 +47,23 @@ def balanced_subset(labels, limit, seed):
     return np.sort(np.concatenate(chosen))
 
 
+def measured_mean_std(images, labels, seed):
+    """vitprobe pretrain's default normalisation: mean and std of the pixels of a class-balanced 10,000-image
+    sample of the training images (grey: one value for R, G and B)."""
+    sample = images[balanced_subset(labels, 10000, seed)].astype(np.float64) / 255.0
+    return float(sample.mean()), float(sample.std())
+
+
 def small_vit(img_size=28, patch_size=4, embed_dim=192, depth=6, num_heads=3, mlp_ratio=4.0):
     """The bundled encoders' architecture as timm's VisionTransformer ([cls] out after the final norm); local
     crops of other sizes get a bicubic resample of the position table (dynamic_img_size)."""
+    import functools
+
+    import timm.layers
     import timm.models.vision_transformer as vit
+    # Local crops: the position table resampled bicubically to the crop's grid without antialiasing, as DINO's
+    # interpolate_pos_encoding and vitprobe do (timm antialiases by default, which smooths the 7 -> 3 table).
+    vit.resample_abs_pos_embed = functools.partial(timm.layers.resample_abs_pos_embed, antialias=False)
     return vit.VisionTransformer(img_size=img_size, patch_size=patch_size, in_chans=3, num_classes=0,
                                  embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
                                  qkv_bias=True, global_pool="token", dynamic_img_size=True)
@@ -88,7 +101,7 @@ def encoder_mean_std(path):
 
 def to_input(images_u8, mean, std):
     """uint8 (N, 28, 28) -> normalised float (N, 3, 28, 28)."""
-    x = torch.from_numpy(images_u8).float().div_(255.0).unsqueeze(1).expand(-1, 3, -1, -1)
+    x = torch.from_numpy(images_u8.copy()).float().div_(255.0).unsqueeze(1).expand(-1, 3, -1, -1)
     return (x - mean) / std
 
 

@@ -19,5 +19,6 @@ endforeach()
 vitprobe_py_test(golden.real_model.images golden golden/check_real_model.py images)
 vitprobe_py_test(golden.real_model.tensor golden golden/check_real_model.py tensor)
 
-# The pretraining references of bench/ (README's reference-vs-vitprobe table) run and start where vitprobe starts.
+# The pretraining references of bench/ (README's reference-vs-vitprobe table) run, take vitprobe's steps and start
+# at comparable losses (their initial weights differ).
 vitprobe_py_test(golden.pretrain_references golden golden/check_pretrain_references.py)
