@@ -168,21 +168,21 @@ ImageGrid overlay_grid(const std::string& model_file, const std::string& label, 
   const auto weights = abmilp->patch_weights_of(result).to(at::kCPU, at::kFloat).select(1, 0);  // (B, P)
 
   ImageGrid out;
-  out.title = label + ": [cls] attention (block " + std::to_string(block) + ", head mean), AbMILP weights (block " +
+  out.title = label + ": [cls] attention (block " + std::to_string(block) + ", head-mean map), AbMILP weights (block " +
               std::to_string(abmilp->input_block()) + ")";
   out.tile_size = tile_size;
   out.columns = 6;
   out.color_bar = ColorMap::Inferno;
   // The [cls] tile's H is that of the head-mean map, not the per-block statistic (a mean of per-head entropies,
-  // never above it since entropy is concave): the caption and colour bar say so.
-  out.color_bar_label = "each map scaled to its own range; H: entropy of the map shown, for [cls] of the head-mean map "
-                        "(uniform: ln " + std::to_string(grid * grid) + ")";
+  // never above it since entropy is concave): the caption ("H(mean)"), title and colour bar say so.
+  out.color_bar_label = "each map scaled to its own range; [cls] H(mean): entropy of the head-mean map (uniform: ln " +
+                        std::to_string(grid * grid) + ")";
   for (size_t i = 0; i < crops.size(); ++i) {
     const ImageU8 image = resize_shorter_side(crops[i], tile_size, Interpolation::Bilinear);
     const auto row = static_cast<int64_t>(i);
     char caption[96];
     out.tiles.push_back({dataset->class_names()[static_cast<size_t>(dataset->label(row))], image});
-    std::snprintf(caption, sizeof caption, "head-mean H=%.2f", map_entropy(cls_maps[row]));
+    std::snprintf(caption, sizeof caption, "H(mean)=%.2f", map_entropy(cls_maps[row]));
     out.tiles.push_back({caption, overlay_heat_map(image, heat_map_values(cls_maps[row], grid, image.width), ColorMap::Inferno, kOverlayAlpha)});
     std::snprintf(caption, sizeof caption, "AbMILP H=%.2f", map_entropy(weights[row]));
     out.tiles.push_back({caption, overlay_heat_map(image, heat_map_values(weights[row], grid, image.width), ColorMap::Inferno, kOverlayAlpha)});

@@ -348,7 +348,7 @@ nlohmann::json run_demo(const DemoOptions& requested) {
   md << "### t-SNE of [cls] and mean-pooled features\n\n" << figure_markdown("t-SNE", "figures/tsne");
   md << "### Attention overlays\n\nOn " << kOverlayImages << " val images: the last block's [cls] attention over the "
      << "patches (mean of heads) and the weights of the AbMILP head trained above (seed 0). A tile's H is the "
-        "entropy of the map it shows: for [cls], of the head-mean map, which is at least the per-block table's "
+        "entropy of the map it shows: for [cls], H(mean), of the head-mean map, which is at least the per-block table's "
         "[cls]->patch entropy (a mean of per-head entropies; entropy is concave).\n\n";
   for (const auto& stem : overlay_stems) md << figure_markdown("attention overlays", "figures/" + stem);
   for (const auto& [label, results] : probe_order) {
