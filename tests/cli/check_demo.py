@@ -5,8 +5,9 @@ Checks the report files exist; report.md opens with the verdict table (the four 
 from the allowed set, matching demo.json); every figure exists as a valid PNG (signature, IHDR) and a
 non-empty SVG that parses as XML, and report.md refers to each by relative path; index.html embeds every PNG
 (its bytes, base64) and refers to no file or network address; headings nest (one h1, no level skipped) in
-report.md and index.html; the per-block statistics table has a row per block of each bundled encoder; each
-probe folder has its results.
+report.md and index.html; the per-block statistics table has a row per block of each bundled encoder; the
+one-seed accuracy table prints no spread ("(1 seed)", no "±"); with two rates no encoder counts as tuned for
+the tuned-rate claim; each probe folder has its results.
 """
 import base64
 import json
@@ -120,6 +121,19 @@ def main():
             blocks = sorted(int(row[1]) for row in block_rows if row and row[0] == model["label"])
             if blocks != list(range(model["depth"])):
                 failures.append(f"per-block table of {model['label']}: blocks {blocks}, expected 0..{model['depth'] - 1}")
+
+        # One seed: accuracies carry no spread, so no "± 0.00" that would read as a measured zero spread.
+        accuracy_rows = table_rows(section(report, "Probe accuracy"))
+        if not accuracy_rows:
+            failures.append("report.md has no probe accuracy table")
+        for row in accuracy_rows:
+            if len(row) != 5 or not row[3].endswith("(1 seed)") or any("±" in cell for cell in row):
+                failures.append(f"probe accuracy row {row}: one seed should read 'NN.NN (1 seed)' with no ±")
+                break
+        # Two rates bracket nothing: no rate is known to be tuned, so the tuned-rate claim cannot be reproduced.
+        tuned = (summary.get("claims") or [{}] * 4)[3]
+        if tuned.get("verdict") != "inconclusive" or "no encoder has both rates tuned" not in tuned.get("reason", ""):
+            failures.append(f"tuned-cls-mean with 2 rates: {tuned.get('verdict')}: {tuned.get('reason')}")
 
         # Headings nest, in the markdown and in the page.
         failures += heading_failures([len(line) - len(line.lstrip("#")) for line in headings], "report.md")

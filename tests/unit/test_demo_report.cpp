@@ -73,6 +73,23 @@ TEST(DemoVerdicts, UntrainedReferenceMakesAttentionClaimsInconclusive) {
   EXPECT_NE(entropy.measured.find("ln 49 = 3.892"), std::string::npos) << entropy.measured;
 }
 
+TEST(DemoVerdicts, UntrainedMimMakesAttentionClaimsInconclusive) {
+  const VerdictRules rules;
+  // A MAE whose [cls]->patch entropy is ~ln 49 in every block would pass "near uniform" trivially.
+  const auto uniform_mae = attention("MAE", {0.6, 0.7, 0.8, 0.9}, {3.889, 3.888, 3.890, 3.887});
+  const auto entropy = cls_entropy_verdict(uniform_mae, trained_jea(), rules);
+  EXPECT_EQ(entropy.verdict, Verdict::Inconclusive) << entropy.reason;
+  EXPECT_EQ(entropy.reason.rfind("MAE's [cls]->patch entropy", 0), 0u) << entropy.reason;
+  EXPECT_NE(entropy.reason.find("untrained"), std::string::npos) << entropy.reason;
+  EXPECT_EQ(entropy.reason.find("DINO"), std::string::npos) << entropy.reason;  // the trained JEA is not blamed
+  const auto self = cls_self_verdict(uniform_mae, trained_jea(), rules);
+  EXPECT_EQ(self.verdict, Verdict::Inconclusive) << self.reason;
+  // Both uniform: the reason names both.
+  const auto both = cls_entropy_verdict(uniform_mae, attention("DINO", {0.1, 0.1, 0.1, 0.1}, {3.89, 3.89, 3.89, 3.89}), rules);
+  EXPECT_EQ(both.verdict, Verdict::Inconclusive);
+  EXPECT_NE(both.reason.find("MAE and DINO"), std::string::npos) << both.reason;
+}
+
 TEST(DemoVerdicts, ClsEntropy) {
   const VerdictRules rules;  // near uniform: >= 0.9 x ln 49 = 3.50
   EXPECT_EQ(cls_entropy_verdict(attention("MAE", {0, 0, 0, 0}, {3.0, 3.0, 3.7, 3.8}), trained_jea(), rules).verdict,
@@ -112,6 +129,31 @@ TEST(DemoVerdicts, AbmilpGain) {
   EXPECT_EQ(abmilp_gain_verdict(one_seed_mae, one_seed_dino, rules).verdict, Verdict::Inconclusive);
   EncoderAccuracy two_seeds{"DINO", {80, 81}, {80, 81}, {80, 81}};
   EXPECT_THROW(abmilp_gain_verdict(mae, two_seeds, rules), BadInput);  // seed counts differ
+  // One seed: the measurement shows no "± 0.00" spread it did not measure.
+  const auto one_seed = abmilp_gain_verdict(one_seed_mae, one_seed_dino, rules);
+  EXPECT_EQ(one_seed.measured.find("±"), std::string::npos) << one_seed.measured;
+  EXPECT_NE(one_seed.measured.find("MAE +4.00, DINO +0.00; difference +4.00 points (1 seed)"), std::string::npos)
+      << one_seed.measured;
+}
+
+TEST(DemoVerdicts, AbmilpGainNeedsTunedRates) {
+  const VerdictRules rules;
+  EncoderAccuracy mae{"MAE", {70, 71, 70.5}, {70, 71, 70.5}, {74, 75, 74.5}};
+  EncoderAccuracy dino{"DINO", {80, 80.5, 81}, {80, 80.5, 81}, {80.5, 81, 81.5}};
+  ASSERT_EQ(abmilp_gain_verdict(mae, dino, rules).verdict, Verdict::Reproduced);
+  mae.abmilp_rate = RateChoice::AtGridEdge;  // the same numbers, but AbMILP's rate is not tuned
+  const auto edge = abmilp_gain_verdict(mae, dino, rules);
+  EXPECT_EQ(edge.verdict, Verdict::Inconclusive) << edge.reason;
+  EXPECT_NE(edge.reason.find("MAE (abmilp at an end of the learning-rate grid)"), std::string::npos) << edge.reason;
+  EXPECT_NE(edge.reason.find("AbMILP gains more on MAE"), std::string::npos) << edge.reason;  // what the seeds say
+  mae.abmilp_rate = RateChoice::Bracketed;
+  dino.cls_rate = RateChoice::Unknown;  // e.g. fewer than 3 rates
+  const auto unknown = abmilp_gain_verdict(mae, dino, rules);
+  EXPECT_EQ(unknown.verdict, Verdict::Inconclusive) << unknown.reason;
+  EXPECT_NE(unknown.reason.find("DINO (cls: not known to be bracketed"), std::string::npos) << unknown.reason;
+  dino.cls_rate = RateChoice::Bracketed;
+  dino.mean_rate = RateChoice::AtGridEdge;  // mean is no part of this claim
+  EXPECT_EQ(abmilp_gain_verdict(mae, dino, rules).verdict, Verdict::Reproduced);
 }
 
 TEST(DemoVerdicts, TunedClsAgainstMean) {
@@ -123,15 +165,41 @@ TEST(DemoVerdicts, TunedClsAgainstMean) {
   const auto not_reproduced = tuned_cls_mean_verdict({mae, differs}, rules);
   EXPECT_EQ(not_reproduced.verdict, Verdict::NotReproduced);
   EXPECT_NE(not_reproduced.reason.find("DINO"), std::string::npos) << not_reproduced.reason;
-  mae.mean_edge = true;  // the chosen rate at the grid's edge: not tuned, whatever its numbers
+  mae.mean_rate = RateChoice::AtGridEdge;  // the chosen rate at the grid's edge: not tuned, whatever its numbers
   const auto edge = tuned_cls_mean_verdict({mae, dino}, rules);
   EXPECT_EQ(edge.verdict, Verdict::Inconclusive);
-  EXPECT_NE(edge.reason.find("end of the learning-rate grid on MAE"), std::string::npos) << edge.reason;
+  EXPECT_NE(edge.reason.find("1 of 2 encoders tuned: equal within the seeds' spread on DINO"), std::string::npos)
+      << edge.reason;
+  EXPECT_NE(edge.reason.find("left out: MAE (mean at an end of the learning-rate grid)"), std::string::npos) << edge.reason;
   // A real difference on a tuned encoder still counts against equivalence.
   const auto edge_and_differs = tuned_cls_mean_verdict({mae, differs}, rules);
   EXPECT_EQ(edge_and_differs.verdict, Verdict::NotReproduced) << edge_and_differs.reason;
   EXPECT_NE(edge_and_differs.reason.find("left out"), std::string::npos) << edge_and_differs.reason;
   EXPECT_THROW(tuned_cls_mean_verdict({}, rules), BadInput);
+}
+
+TEST(DemoVerdicts, TunedClsAgainstMeanWithNoTunedEncoder) {
+  const VerdictRules rules;
+  EncoderAccuracy mae{"MAE", {70, 71, 70.5}, {70.2, 70.9, 70.6}, {}};
+  EncoderAccuracy dino{"DINO", {80, 80.5, 81}, {80.1, 80.4, 81.2}, {}};
+  mae.cls_rate = RateChoice::AtGridEdge;
+  dino.mean_rate = RateChoice::Unknown;  // too few rates: not known to be tuned, so not tuned
+  const auto none = tuned_cls_mean_verdict({mae, dino}, rules);
+  EXPECT_EQ(none.verdict, Verdict::Inconclusive) << none.reason;
+  EXPECT_EQ(none.reason.find("tuned encoders"), std::string::npos) << none.reason;  // no "on the tuned encoders"
+  EXPECT_NE(none.reason.find("no encoder has both rates tuned"), std::string::npos) << none.reason;
+  EXPECT_NE(none.reason.find("MAE (cls at an end of the learning-rate grid)"), std::string::npos) << none.reason;
+  EXPECT_NE(none.reason.find("DINO (mean: not known to be bracketed"), std::string::npos) << none.reason;
+  // A real difference on an untuned encoder counts for nothing.
+  EncoderAccuracy differs{"DINO", {80, 80.5, 81}, {77, 77.5, 78}, {}};
+  differs.cls_rate = RateChoice::AtGridEdge;
+  EXPECT_EQ(tuned_cls_mean_verdict({mae, differs}, rules).verdict, Verdict::Inconclusive);
+  // One tuned encoder whose seeds spread too wide: said so, with the count of tuned encoders.
+  EncoderAccuracy wide{"DINO", {80, 80, 80}, {84, 77, 81}, {}};
+  const auto unresolved = tuned_cls_mean_verdict({mae, wide}, rules);
+  EXPECT_EQ(unresolved.verdict, Verdict::Inconclusive) << unresolved.reason;
+  EXPECT_NE(unresolved.reason.find("1 of 2 encoders tuned: the seeds spread too much to call the two equal on DINO"),
+            std::string::npos) << unresolved.reason;
 }
 
 TEST(DemoVerdicts, FourClaimsWithEvidenceAndNames) {
@@ -182,6 +250,14 @@ TEST(DemoHtml, MarkdownSubset) {
   EXPECT_NE(html.find("<p>text &amp; more</p>"), std::string::npos);
   EXPECT_EQ(image_data_uri("x.svg", "<svg/>"), "data:image/svg+xml;base64," + base64("<svg/>"));
   EXPECT_THROW(image_data_uri("x.gif", ""), BadInput);
+}
+
+TEST(DemoHtml, TableCellsKeepEscapedPipes) {
+  const auto html = markdown_to_html("| claim | reason |\n|---|---|\n| a \\| b | c \\|\\| d |\n| x | ends \\| |\n",
+                                     [](const std::string&) { return std::string(); });
+  EXPECT_NE(html.find("<tr><td>a | b</td><td>c || d</td></tr>"), std::string::npos) << html;
+  EXPECT_NE(html.find("<tr><td>x</td><td>ends |</td></tr>"), std::string::npos) << html;
+  EXPECT_EQ(html.find("\\"), std::string::npos) << html;
 }
 
 TEST(DemoFigures, ImageGridAndLogAxisSvg) {
@@ -255,6 +331,21 @@ TEST(DemoFigures, LearningRateCurvesFromProbeResults) {
   EXPECT_EQ(mae.lines[1].y, (std::vector<double>{61.0, 69.0}));
   EXPECT_EQ(figure.panels[1].title, "DINO (mean of 3 seeds)");
   EXPECT_EQ(figure.panels[1].lines[1].x, (std::vector<double>{3.0}));  // the held-out point it has
+  // Colours follow the head's name, not its place in a panel: a panel without "cls" keeps "mean"'s colour.
+  nlohmann::json two_heads = single;
+  two_heads["heads"].push_back(single["heads"][0]);
+  two_heads["heads"][2]["head"] = "mean";
+  nlohmann::json mean_only = single;
+  mean_only["heads"] = {two_heads["heads"][2]};
+  const Figure colors = learning_rate_figure({{"MAE", two_heads}, {"DINO", mean_only}});
+  ASSERT_EQ(colors.panels.size(), 2u);
+  ASSERT_EQ(colors.panels[0].lines.size(), 4u);
+  ASSERT_EQ(colors.panels[1].lines.size(), 2u);
+  EXPECT_EQ(colors.panels[0].lines[2].label, "mean");
+  EXPECT_EQ(colors.panels[1].lines[0].label, "mean");
+  const auto same = [](const Rgb& a, const Rgb& b) { return a.r == b.r && a.g == b.g && a.b == b.b; };
+  EXPECT_TRUE(same(colors.panels[0].lines[2].color, colors.panels[1].lines[0].color));
+  EXPECT_FALSE(same(colors.panels[0].lines[0].color, colors.panels[1].lines[0].color));  // cls and mean differ
   EXPECT_THROW(learning_rate_figure({{"MAE", {{"heads", {single["heads"][1]}}}}}), BadInput);
 }
 

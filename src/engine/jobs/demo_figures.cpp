@@ -35,6 +35,18 @@ Figure learning_rate_figure(const std::vector<std::pair<std::string, nlohmann::j
   figure.panel_width = 420;
   figure.panel_height = 320;
   figure.legend_title = "head";
+  // One colour per head name across all panels (the legend lists each name once), in first-seen order.
+  std::vector<std::string> head_names;
+  for (const auto& [label, results] : probes) {
+    for (const auto& head : results.at("heads")) {
+      if (head.at("type") == "knn" || !head.contains("runs")) continue;  // no rate axis: no line
+      const std::string name = head.at("head");
+      if (std::find(head_names.begin(), head_names.end(), name) == head_names.end()) head_names.push_back(name);
+    }
+  }
+  auto head_color = [&](const std::string& name) {
+    return category_color(std::find(head_names.begin(), head_names.end(), name) - head_names.begin());
+  };
   for (const auto& [label, results] : probes) {
     Panel panel;
     const bool aggregated = results.contains("seeds");
@@ -42,14 +54,13 @@ Figure learning_rate_figure(const std::vector<std::pair<std::string, nlohmann::j
     panel.x_label = "base learning rate";
     panel.y_label = "top-1 (%)";
     panel.log_x = true;
-    int color = 0;
     for (const auto& head : results.at("heads")) {
       if (head.at("type") == "knn" || !head.contains("runs")) continue;
       const std::string name = head.at("head");
       LineSeries val, held;
       val.label = name;
       held.label = name + " held-out";
-      val.color = held.color = category_color(color++);
+      val.color = held.color = head_color(name);
       held.dashed = true;
       held.width = 1.5;
       std::vector<std::pair<double, const nlohmann::json*>> runs;
@@ -157,18 +168,21 @@ ImageGrid overlay_grid(const std::string& model_file, const std::string& label, 
   const auto weights = abmilp->patch_weights_of(result).to(at::kCPU, at::kFloat).select(1, 0);  // (B, P)
 
   ImageGrid out;
-  out.title = label + ": [cls] attention (block " + std::to_string(block) + ", head mean), AbMILP weights (block " +
+  out.title = label + ": [cls] attention (block " + std::to_string(block) + ", head-mean map), AbMILP weights (block " +
               std::to_string(abmilp->input_block()) + ")";
   out.tile_size = tile_size;
   out.columns = 6;
   out.color_bar = ColorMap::Inferno;
-  out.color_bar_label = "each map scaled to its own range; H = entropy (uniform: ln " + std::to_string(grid * grid) + ")";
+  // The [cls] tile's H is that of the head-mean map, not the per-block statistic (a mean of per-head entropies,
+  // never above it since entropy is concave): the caption ("H(mean)"), title and colour bar say so.
+  out.color_bar_label = "each map scaled to its own range; [cls] H(mean): entropy of the head-mean map (uniform: ln " +
+                        std::to_string(grid * grid) + ")";
   for (size_t i = 0; i < crops.size(); ++i) {
     const ImageU8 image = resize_shorter_side(crops[i], tile_size, Interpolation::Bilinear);
     const auto row = static_cast<int64_t>(i);
     char caption[96];
     out.tiles.push_back({dataset->class_names()[static_cast<size_t>(dataset->label(row))], image});
-    std::snprintf(caption, sizeof caption, "[cls] attn H=%.2f", map_entropy(cls_maps[row]));
+    std::snprintf(caption, sizeof caption, "H(mean)=%.2f", map_entropy(cls_maps[row]));
     out.tiles.push_back({caption, overlay_heat_map(image, heat_map_values(cls_maps[row], grid, image.width), ColorMap::Inferno, kOverlayAlpha)});
     std::snprintf(caption, sizeof caption, "AbMILP H=%.2f", map_entropy(weights[row]));
     out.tiles.push_back({caption, overlay_heat_map(image, heat_map_values(weights[row], grid, image.width), ColorMap::Inferno, kOverlayAlpha)});

@@ -16,7 +16,7 @@
 namespace vitprobe {
 
 /// One panel per encoder (label, probe results.json: one seed or aggregated), log learning-rate axis, one
-/// colour per trained head: validation top-1 solid, held-out top-1 dashed, each rate at its chosen epoch (means
+/// colour per head name, the same in every panel: validation top-1 solid, held-out top-1 dashed, each rate at its chosen epoch (means
 /// over seeds when aggregated). Throws BadInput when no results hold a trained head.
 Figure learning_rate_figure(const std::vector<std::pair<std::string, nlohmann::json>>& probes);
 
@@ -26,9 +26,9 @@ Figure learning_rate_figure(const std::vector<std::pair<std::string, nlohmann::j
 std::vector<Panel> tsne_panels(const std::string& model_file, const std::string& label, const DatasetSpec& data,
                                const TsneOptions& tsne);
 
-/// For each image of `data`: the image, its last-block [cls] attention (mean over heads) and the weights of
-/// the trained AbMILP head of `heads_dir` (a probe run or seed folder), each upsampled to `tile_size` and
-/// overlaid; three tiles per image, two images per row.
+/// For each image of `data`: the image, its last-block [cls] attention (mean over heads; the caption's H is the
+/// entropy of that head-mean map) and the weights of the trained AbMILP head of `heads_dir` (a probe run or
+/// seed folder), each upsampled to `tile_size` and overlaid; three tiles per image, two images per row.
 ImageGrid overlay_grid(const std::string& model_file, const std::string& label, const std::string& heads_dir,
                        const DatasetSpec& data, int tile_size);
 

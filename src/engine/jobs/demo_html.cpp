@@ -57,6 +57,23 @@ bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// The cells of a table row without its outer pipes: split on '|' except an escaped `\|`, which becomes a
+// '|' of the cell's text (demo_job's cell() escapes pipes so).
+std::vector<std::string> table_cells(const std::string& row) {
+  std::vector<std::string> cells(1);
+  for (size_t i = 0; i < row.size(); ++i) {
+    if (row[i] == '\\' && i + 1 < row.size() && row[i + 1] == '|') {
+      cells.back() += '|';
+      ++i;
+    } else if (row[i] == '|') {
+      cells.emplace_back();
+    } else {
+      cells.back() += row[i];
+    }
+  }
+  return cells;
+}
+
 }  // namespace
 
 std::string base64(const std::string& bytes) {
@@ -112,9 +129,8 @@ std::string markdown_to_html(const std::string& markdown, const ImageSource& ima
       }
       html += "<tr>";
       std::string cells = line.substr(1);
-      if (!cells.empty() && cells.back() == '|') cells.pop_back();
-      std::istringstream stream(cells);
-      for (std::string cell; std::getline(stream, cell, '|');) {
+      if (!cells.empty() && cells.back() == '|' && !(cells.size() > 1 && cells[cells.size() - 2] == '\\')) cells.pop_back();
+      for (const auto& cell : table_cells(cells)) {
         html += (header ? "<th>" : "<td>") + inline_html(trim(cell)) + (header ? "</th>" : "</td>");
       }
       html += "</tr>\n";

@@ -18,8 +18,8 @@ std::string demote_headings(const std::string& markdown, int levels);
 using ImageSource = std::function<std::string(const std::string& path)>;
 
 /// The HTML body of `markdown`: "#".."######" headings as h1..h6, "| a | b |" tables (first row the header,
-/// "|---|" rules dropped), "- " lists, a line "![alt](path)" as an <img> whose src is image_source(path),
-/// `code` spans, other lines as paragraphs; text is HTML-escaped.
+/// "|---|" rules dropped, `\|` a pipe inside a cell), "- " lists, a line "![alt](path)" as an <img> whose src
+/// is image_source(path), `code` spans, other lines as paragraphs; text is HTML-escaped.
 std::string markdown_to_html(const std::string& markdown, const ImageSource& image_source);
 
 /// A data URI of a PNG or SVG file's bytes, by the file's extension; throws BadInput for another extension.

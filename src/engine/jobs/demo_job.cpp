@@ -80,9 +80,20 @@ std::vector<double> seed_top1(const nlohmann::json& results, const std::string& 
   return {(*entry)["top1"].get<double>()};
 }
 
-bool at_grid_edge(const nlohmann::json& results, const std::string& head) {
+// How `head`'s rate was chosen: at the grid's edge when any seed's was; Unknown when any seed's flag is null
+// (fewer than 3 rates: nothing brackets it) or missing, since only a rate known to be inside the grid is tuned.
+RateChoice rate_choice(const nlohmann::json& results, const std::string& head) {
   const auto* entry = find_head(results, head);
-  return entry && entry->value("lr_at_grid_edge", nlohmann::json()).is_boolean() && (*entry)["lr_at_grid_edge"].get<bool>();
+  if (!entry) return RateChoice::Unknown;
+  const nlohmann::json flags = entry->contains("lr_at_grid_edge_per_seed")
+                                   ? (*entry)["lr_at_grid_edge_per_seed"]
+                                   : nlohmann::json::array({entry->value("lr_at_grid_edge", nlohmann::json())});
+  bool edge = false, unknown = flags.empty();
+  for (const auto& flag : flags) {
+    if (!flag.is_boolean()) unknown = true;
+    else if (flag.get<bool>()) edge = true;
+  }
+  return edge ? RateChoice::AtGridEdge : unknown ? RateChoice::Unknown : RateChoice::Bracketed;
 }
 
 EncoderAttention encoder_attention(const nlohmann::json& model) {
@@ -101,7 +112,7 @@ std::vector<ClaimVerdict> claim_verdicts(const nlohmann::json& stats, const nloh
   for (const std::string label : {"MAE", "DINO"}) {
     const auto& results = probes.at(label);
     EncoderAccuracy accuracy{label, seed_top1(results, "cls"), seed_top1(results, "mean"), seed_top1(results, "abmilp"),
-                             at_grid_edge(results, "cls"), at_grid_edge(results, "mean")};
+                             rate_choice(results, "cls"), rate_choice(results, "mean"), rate_choice(results, "abmilp")};
     for (const auto& [head, values] : {std::pair<std::string, const std::vector<double>*>{"cls", &accuracy.cls},
                                        {"mean", &accuracy.mean}, {"abmilp", &accuracy.abmilp}}) {
       if (values->empty() && missing.find(head) == std::string::npos) missing += (missing.empty() ? "" : ", ") + head;
@@ -154,6 +165,14 @@ std::string block_table(const nlohmann::json& stats) {
   return md.str();
 }
 
+// "81.10 ± 0.14"; "81.10 (1 seed)" with one seed and "81.10 ± -" when the spread was not recorded, so that a
+// printed "± 0.00" is always a measured zero spread.
+std::string mean_std_cell(double mean, double std, size_t n_seeds) {
+  if (!std::isfinite(mean)) return "-";
+  if (n_seeds < 2) return number(mean, "%.2f") + " (1 seed)";
+  return number(mean, "%.2f") + " ± " + number(std, "%.2f");
+}
+
 std::string accuracy_table(const std::vector<std::pair<std::string, nlohmann::json>>& probes) {
   std::ostringstream md;
   md << "| model | head | chosen base lr (per seed) | val top-1 (mean ± std) | held-out top-1 (mean ± std) |\n"
@@ -169,12 +188,15 @@ std::string accuracy_table(const std::vector<std::pair<std::string, nlohmann::js
       } else {
         chosen = knn ? "k=" + head.value("best_k", nlohmann::json()).dump() : number(head.value("best_lr", NAN), "%g");
       }
-      if (head.value("lr_at_grid_edge", nlohmann::json()) == true) chosen += " (grid edge)";
-      const auto top1 = mean_and_std(seed_top1(results, head.at("head")));
+      const auto rate = knn ? RateChoice::Bracketed : rate_choice(results, head.at("head"));
+      if (rate == RateChoice::AtGridEdge) chosen += " (grid edge)";
+      if (rate == RateChoice::Unknown) chosen += " (not known to be inside the grid)";
+      const auto per_seed = seed_top1(results, head.at("head"));
+      const auto top1 = mean_and_std(per_seed);
+      const size_t n_seeds = results.contains("seeds") ? results["seeds"].size() : 1;
       md << "| " << label << " | " << head.at("head").get<std::string>() << " | " << chosen << " | "
-         << number(top1.first, "%.2f") << " ± " << number(top1.second, "%.2f") << " | "
-         << number(head.value("holdout_top1", NAN), "%.2f") << " ± " << number(head.value("holdout_top1_std", 0.0), "%.2f")
-         << " |\n";
+         << mean_std_cell(top1.first, top1.second, per_seed.size()) << " | "
+         << mean_std_cell(head.value("holdout_top1", NAN), head.value("holdout_top1_std", NAN), n_seeds) << " |\n";
     }
   }
   return md.str();
@@ -313,8 +335,11 @@ nlohmann::json run_demo(const DemoOptions& requested) {
   md << "## Attention statistics per block\n\nMeans over the " << options.stats_images
      << " statistics images and the heads (the paper's figures are per block; blocks count from 0).\n\n"
      << block_table(stats_summary) << "\n" << figure_markdown("attention statistics", "attn-stats/attention_stats");
-  md << "## Probe accuracy\n\nValidation top-1 of each head at its own chosen rate and epoch, mean ± population std over "
-     << options.seeds << " seed" << (options.seeds == 1 ? "" : "s") << " (heads' initialisation and data order).\n\n"
+  md << "## Probe accuracy\n\nValidation top-1 of each head at its own chosen rate and epoch, "
+     << (options.seeds == 1 ? std::string("one seed (no spread to show)")
+                            : "mean ± population std over " + std::to_string(options.seeds) +
+                                  " seeds (heads' initialisation and data order)")
+     << ".\n\n"
      << accuracy_table(probe_order) << "\n";
   md << "## Figures\n\n### Top-1 against the learning rate\n\nEvery head at every rate of the grid, each rate at its "
         "chosen epoch" << (options.seeds > 1 ? ", means over the seeds" : "")
@@ -322,7 +347,9 @@ nlohmann::json run_demo(const DemoOptions& requested) {
      << figure_markdown("top-1 against the learning rate", "figures/lr_curves");
   md << "### t-SNE of [cls] and mean-pooled features\n\n" << figure_markdown("t-SNE", "figures/tsne");
   md << "### Attention overlays\n\nOn " << kOverlayImages << " val images: the last block's [cls] attention over the "
-     << "patches (mean of heads) and the weights of the AbMILP head trained above (seed 0).\n\n";
+     << "patches (mean of heads) and the weights of the AbMILP head trained above (seed 0). A tile's H is the "
+        "entropy of the map it shows: for [cls], H(mean), of the head-mean map, which is at least the per-block table's "
+        "[cls]->patch entropy (a mean of per-head entropies; entropy is concave).\n\n";
   for (const auto& stem : overlay_stems) md << figure_markdown("attention overlays", "figures/" + stem);
   for (const auto& [label, results] : probe_order) {
     md << "## Probes: " << label << "\n\n"

@@ -30,9 +30,31 @@ std::string block_range(int first, size_t depth) {
                                               : "blocks " + std::to_string(first) + "-" + std::to_string(depth - 1);
 }
 
+// "+1.20 ± 0.30"; one value has no spread, so no "± 0.00" that would read as a measured zero.
 std::string mean_std_text(const std::vector<double>& values) {
   const auto [mean, std] = mean_and_std(values);
-  return format("%+.2f", mean) + " ± " + format("%.2f", std);
+  return values.size() < 2 ? format("%+.2f", mean) : format("%+.2f", mean) + " ± " + format("%.2f", std);
+}
+
+// "MAE (mean at an end of the learning-rate grid; cls: not known to be bracketed by the grid)" for the heads of `encoder`
+// (name, choice) whose rate is not Bracketed; empty when all are.
+std::string untuned_heads(const EncoderAccuracy& encoder, const std::vector<std::pair<std::string, RateChoice>>& heads) {
+  std::string edge, unknown;
+  for (const auto& [name, rate] : heads) {
+    if (rate == RateChoice::AtGridEdge) edge += (edge.empty() ? "" : ", ") + name;
+    if (rate == RateChoice::Unknown) unknown += (unknown.empty() ? "" : ", ") + name;
+  }
+  if (edge.empty() && unknown.empty()) return "";
+  std::string text = encoder.label + " (";
+  if (!edge.empty()) text += edge + " at an end of the learning-rate grid";
+  if (!unknown.empty()) text += (edge.empty() ? "" : "; ") + unknown + ": not known to be bracketed by the grid";
+  return text + ")";
+}
+
+std::string join(const std::vector<std::string>& parts, const std::string& separator) {
+  std::string text;
+  for (const auto& part : parts) text += (text.empty() ? "" : separator) + part;
+  return text;
 }
 
 std::vector<double> minus(const std::vector<double>& a, const std::vector<double>& b) {
@@ -59,10 +81,18 @@ bool looks_untrained(const EncoderAttention& encoder, const VerdictRules& rules)
                      [&](double h) { return h >= rules.untrained_uniform * uniform; });
 }
 
-std::string untrained_reason(const EncoderAttention& jea, const VerdictRules& rules) {
-  return jea.label + "'s [cls]->patch entropy is at least " + format("%.0f", 100 * rules.untrained_uniform) +
-         "% of ln(" + std::to_string(jea.num_patches) + ") in every block: it attends like an untrained ViT, so " +
-         "there is no JEA reference to compare with";
+// Why the attention claims cannot be judged when `untrained` (the MIM encoder, the JEA or both) attends uniformly.
+std::string untrained_reason(const std::vector<const EncoderAttention*>& untrained, bool mim_untrained,
+                             bool jea_untrained, const VerdictRules& rules) {
+  std::string labels;
+  for (const auto* encoder : untrained) labels += (labels.empty() ? "" : " and ") + encoder->label;
+  const std::string what = mim_untrained && jea_untrained
+                               ? "neither encoder was trained into a [cls] to test the claim on or compare with"
+                           : mim_untrained ? "its [cls] attention shows no MIM training to test the claim on"
+                                           : "there is no JEA reference to compare with";
+  return labels + "'s [cls]->patch entropy is at least " + format("%.0f", 100 * rules.untrained_uniform) + "% of ln(" +
+         std::to_string(untrained.front()->num_patches) + ") in every block: " +
+         (untrained.size() > 1 ? "they attend" : "it attends") + " like an untrained ViT, so " + what;
 }
 
 // The shared skeleton of the two attention claims: `holds(block)` is the claim's condition on MAE alone,
@@ -73,8 +103,13 @@ ClaimVerdict attention_verdict(const EncoderAttention& mim, const EncoderAttenti
                                const std::string& comparison) {
   ClaimVerdict verdict;
   verdict.measured = std::move(measured);
-  if (looks_untrained(jea, rules)) {
-    verdict.reason = untrained_reason(jea, rules);
+  // A uniform MIM encoder would pass the entropy claim trivially; a uniform JEA is no reference.
+  const bool mim_untrained = looks_untrained(mim, rules), jea_untrained = looks_untrained(jea, rules);
+  if (mim_untrained || jea_untrained) {
+    std::vector<const EncoderAttention*> untrained;
+    if (mim_untrained) untrained.push_back(&mim);
+    if (jea_untrained) untrained.push_back(&jea);
+    verdict.reason = untrained_reason(untrained, mim_untrained, jea_untrained, rules);
     return verdict;
   }
   const int depth = static_cast<int>(mim.cls_self.size());
@@ -140,8 +175,10 @@ std::string verdict_rules_markdown(const VerdictRules& rules) {
       << " (more than half of its attention). Near uniform: [cls]->patch entropy >= " << format("%g", rules.near_uniform)
       << " x ln(patches). Each attention claim is reproduced when MAE meets the condition and exceeds DINO in every "
          "deep block, not reproduced when it meets it in none or exceeds DINO in none, inconclusive when mixed; and "
-         "inconclusive when DINO's [cls]->patch entropy is >= "
-      << format("%g", rules.untrained_uniform) << " x ln(patches) in every block (it attends like an untrained ViT).\n"
+         "inconclusive when MAE's or DINO's [cls]->patch entropy is >= "
+      << format("%g", rules.untrained_uniform)
+      << " x ln(patches) in every block (that encoder attends like an untrained ViT: a uniform MAE would meet the "
+         "entropy condition trivially, a uniform DINO is no reference).\n"
       << "- Accuracies: validation top-1 of each head at its own rate and epoch, chosen on the held-out part of the "
          "training split, per seed; the seeds set the heads' initialisation and data order. A compared quantity is "
          "computed per seed (a difference of heads trained with that seed) and judged by its mean and population "
@@ -149,11 +186,14 @@ std::string verdict_rules_markdown(const VerdictRules& rules) {
       << format("%g", rules.std_multiple) << " x std, " << format("%g", rules.min_effect)
       << " points); equivalent when not and " << format("%g", rules.std_multiple) << " x std <= "
       << format("%g", rules.max_noise) << " points; unresolved otherwise or with one seed.\n"
+      << "- A head's rate is tuned when, for every seed, the chosen rate lies strictly inside the learning-rate grid; "
+         "a rate at an end of the grid, or one not known to be bracketed (fewer than 3 rates), is not tuned.\n"
       << "- AbMILP gain: (AbMILP - [cls]) on MAE minus the same on DINO; reproduced when a real positive difference, "
-         "not reproduced when negative or equivalent, inconclusive when unresolved.\n"
-      << "- Tuned [cls] vs mean: mean - [cls] per encoder; an encoder where the chosen rate of either head sits at "
-         "an end of the learning-rate grid (for any seed) is not tuned and left out; reproduced when equivalent on "
-         "every encoder, not reproduced when a real difference on any tuned encoder, inconclusive otherwise.\n";
+         "not reproduced when negative or equivalent, inconclusive when unresolved or when the [cls] or AbMILP rate "
+         "of either encoder is not tuned.\n"
+      << "- Tuned [cls] vs mean: mean - [cls] per encoder; an encoder where the rate of [cls] or mean is not tuned "
+         "is left out; reproduced when equivalent on every encoder, not reproduced when a real difference on any "
+         "tuned encoder, inconclusive otherwise (the reason says how many encoders were tuned).\n";
   return out.str();
 }
 
@@ -221,23 +261,37 @@ ClaimVerdict abmilp_gain_verdict(const EncoderAccuracy& mim, const EncoderAccura
   verdict.measured = "AbMILP - [cls] top-1: " + mim.label + " " + mean_std_text(mim_gain) + ", " + jea.label + " " +
                      mean_std_text(jea_gain) + "; difference " + mean_std_text(difference) + " points (" +
                      std::to_string(difference.size()) + " seed" + (difference.size() == 1 ? "" : "s") + ")";
+  std::string seeds_say;
   switch (compare_seeds(difference, rules)) {
     case Difference::Positive:
       verdict.verdict = Verdict::Reproduced;
-      verdict.reason = "AbMILP gains more on " + mim.label + ", beyond the seeds' spread";
+      seeds_say = "AbMILP gains more on " + mim.label + ", beyond the seeds' spread";
       break;
     case Difference::Negative:
       verdict.verdict = Verdict::NotReproduced;
-      verdict.reason = "AbMILP gains more on " + jea.label + ", beyond the seeds' spread";
+      seeds_say = "AbMILP gains more on " + jea.label + ", beyond the seeds' spread";
       break;
     case Difference::Equivalent:
       verdict.verdict = Verdict::NotReproduced;
-      verdict.reason = "the two gains are equal within the seeds' spread";
+      seeds_say = "the two gains are equal within the seeds' spread";
       break;
     case Difference::Unresolved:
-      verdict.reason = difference.size() < 2 ? "one seed: no spread to judge the difference against"
-                                             : "the seeds spread too much to tell the gains apart";
+      seeds_say = difference.size() < 2 ? "one seed: no spread to judge the difference against"
+                                        : "the seeds spread too much to tell the gains apart";
       break;
+  }
+  // The same rule as the tuned-rate claim: a gain measured on a head whose rate is not tuned says nothing.
+  std::vector<std::string> untuned;
+  for (const auto* encoder : {&mim, &jea}) {
+    const auto text = untuned_heads(*encoder, {{"cls", encoder->cls_rate}, {"abmilp", encoder->abmilp_rate}});
+    if (!text.empty()) untuned.push_back(text);
+  }
+  if (untuned.empty()) {
+    verdict.reason = seeds_say;
+  } else {
+    verdict.verdict = Verdict::Inconclusive;
+    verdict.reason = "not tuned: " + join(untuned, ", ") + ", so the gains compare heads at untuned rates (at these "
+                     "rates: " + seeds_say + ")";
   }
   return verdict;
 }
@@ -245,39 +299,45 @@ ClaimVerdict abmilp_gain_verdict(const EncoderAccuracy& mim, const EncoderAccura
 ClaimVerdict tuned_cls_mean_verdict(const std::vector<EncoderAccuracy>& encoders, const VerdictRules& rules) {
   ClaimVerdict verdict;
   if (encoders.empty()) throw BadInput("demo verdicts: no encoder to compare [cls] and mean pooling on");
-  int equivalent = 0;
-  std::string edges, differing;
+  std::vector<std::string> untuned, differing, equivalent, unresolved;
   for (const auto& encoder : encoders) {
     const auto difference = minus(encoder.mean, encoder.cls);
     verdict.measured += (verdict.measured.empty() ? "mean - [cls] top-1: " : ", ") + encoder.label + " " +
                         mean_std_text(difference);
-    if (encoder.cls_edge || encoder.mean_edge) {  // not tuned: this encoder's comparison counts for nothing
-      edges += (edges.empty() ? "" : ", ") + encoder.label;
+    const auto not_tuned = untuned_heads(encoder, {{"cls", encoder.cls_rate}, {"mean", encoder.mean_rate}});
+    if (!not_tuned.empty()) {  // not tuned: this encoder's comparison counts for nothing
+      untuned.push_back(not_tuned);
       continue;
     }
     switch (compare_seeds(difference, rules)) {
-      case Difference::Positive: case Difference::Negative:
-        differing += (differing.empty() ? "" : ", ") + encoder.label;
-        break;
-      case Difference::Equivalent: ++equivalent; break;
-      case Difference::Unresolved: break;
+      case Difference::Positive: case Difference::Negative: differing.push_back(encoder.label); break;
+      case Difference::Equivalent: equivalent.push_back(encoder.label); break;
+      case Difference::Unresolved: unresolved.push_back(encoder.label); break;
     }
   }
   const size_t n_seeds = encoders.front().cls.size();
   verdict.measured += " points (" + std::to_string(n_seeds) + " seed" + (n_seeds == 1 ? "" : "s") + ")";
-  const std::string edge_note = edges.empty() ? "" : "; a chosen rate sits at an end of the learning-rate grid on " +
-                                                         edges + " (not tuned, left out)";
+  const size_t n_tuned = encoders.size() - untuned.size();
+  const std::string untuned_note = untuned.empty() ? "" : "; not tuned, left out: " + join(untuned, ", ");
   if (!differing.empty()) {
     verdict.verdict = Verdict::NotReproduced;
-    verdict.reason = "[cls] and mean pooling differ beyond the seeds' spread on " + differing + ", each at its own tuned rate" + edge_note;
-  } else if (equivalent == static_cast<int>(encoders.size())) {
+    verdict.reason = "[cls] and mean pooling differ beyond the seeds' spread on " + join(differing, ", ") +
+                     ", each at its own tuned rate" + untuned_note;
+  } else if (equivalent.size() == encoders.size()) {
     verdict.verdict = Verdict::Reproduced;
     verdict.reason = "equal within the seeds' spread on every encoder, each at its own tuned rate";
-  } else if (!edges.empty()) {
-    verdict.reason = "no difference on the tuned encoders" + edge_note;
+  } else if (n_tuned == 0) {
+    verdict.reason = "no encoder has both rates tuned, so nothing to compare: " + join(untuned, ", ");
   } else {
-    verdict.reason = n_seeds < 2 ? "one seed: no spread to judge the difference against"
-                                 : "the seeds spread too much to call the two equal";
+    std::vector<std::string> parts;
+    if (!equivalent.empty()) parts.push_back("equal within the seeds' spread on " + join(equivalent, ", "));
+    if (!unresolved.empty()) {
+      parts.push_back((n_seeds < 2 ? "one seed, no spread to judge the difference against, on "
+                                   : "the seeds spread too much to call the two equal on ") +
+                      join(unresolved, ", "));
+    }
+    verdict.reason = std::to_string(n_tuned) + " of " + std::to_string(encoders.size()) + " encoders tuned: " +
+                     join(parts, "; ") + untuned_note;
   }
   return verdict;
 }

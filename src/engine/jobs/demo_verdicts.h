@@ -47,12 +47,17 @@ struct EncoderAttention {
   int num_patches = 0;
 };
 
-/// Per-seed validation top-1 (in %) of the heads a claim compares, each at its own chosen rate; *_edge: the
-/// chosen rate sat at an end of the grid for some seed.
+/// Whether a head's chosen learning rate is known to be tuned: Bracketed when, for every seed, it lies strictly
+/// inside the grid; AtGridEdge when it sat at an end of the grid for some seed; Unknown when that is not known
+/// (probe records null with fewer than 3 rates, or the results lack the flag). Only Bracketed counts as tuned.
+enum class RateChoice { Bracketed, AtGridEdge, Unknown };
+
+/// Per-seed validation top-1 (in %) of the heads a claim compares, each at its own chosen rate, and how each
+/// head's rate was chosen.
 struct EncoderAccuracy {
   std::string label;
   std::vector<double> cls, mean, abmilp;
-  bool cls_edge = false, mean_edge = false;
+  RateChoice cls_rate = RateChoice::Bracketed, mean_rate = RateChoice::Bracketed, abmilp_rate = RateChoice::Bracketed;
 };
 
 /// A verdict with the measurement it rests on and the reason in words.
@@ -66,7 +71,8 @@ struct ClaimVerdict {
 int first_deep_block(int depth, const VerdictRules& rules);
 
 /// Claim cls-self: MAE's [cls] gives more than `mostly_self` of its attention to itself in every deep block,
-/// and more than the JEA's does in each.
+/// and more than the JEA's does in each. Both attention claims are inconclusive when either encoder attends
+/// like an untrained ViT ([cls]->patch entropy >= `untrained_uniform` x ln(patches) in every block).
 ClaimVerdict cls_self_verdict(const EncoderAttention& mim, const EncoderAttention& jea, const VerdictRules& rules);
 
 /// Claim cls-entropy: MAE's [cls]->patch entropy is at least `near_uniform` x ln(patches) in every deep block
@@ -85,12 +91,13 @@ std::pair<double, double> mean_and_std(const std::vector<double>& values);
 Difference compare_seeds(const std::vector<double>& differences, const VerdictRules& rules);
 
 /// Claim abmilp-gain: per seed, (AbMILP - [cls]) on MAE minus (AbMILP - [cls]) on the JEA; Positive ->
-/// reproduced, Negative or Equivalent -> not reproduced, Unresolved -> inconclusive.
+/// reproduced, Negative or Equivalent -> not reproduced, Unresolved -> inconclusive. Inconclusive too when the
+/// [cls] or AbMILP rate of either encoder is not Bracketed (the gains would compare untuned heads).
 ClaimVerdict abmilp_gain_verdict(const EncoderAccuracy& mim, const EncoderAccuracy& jea, const VerdictRules& rules);
 
-/// Claim tuned-cls-mean: per encoder and seed, mean pooling - [cls]. An encoder whose [cls] or mean rate sat at
-/// the grid's edge is not tuned and left out. Reproduced when Equivalent for every encoder, not reproduced when
-/// any tuned encoder is Positive or Negative, else inconclusive.
+/// Claim tuned-cls-mean: per encoder and seed, mean pooling - [cls]. An encoder whose [cls] or mean rate is not
+/// Bracketed is not tuned and left out. Reproduced when Equivalent for every encoder, not reproduced when any
+/// tuned encoder is Positive or Negative, else inconclusive (the reason says how many encoders were tuned).
 ClaimVerdict tuned_cls_mean_verdict(const std::vector<EncoderAccuracy>& encoders, const VerdictRules& rules);
 
 }  // namespace vitprobe
