@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image, ImageFilter, ImageOps
+from PIL import ImageFilter, ImageOps
 from torchvision import transforms
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -78,17 +78,6 @@ class DataAugmentationDINO:
 
     def __call__(self, image):
         return [self.global1(image), self.global2(image)] + [self.local(image) for _ in range(self.local_crops)]
-
-
-class FashionMnistCrops(torch.utils.data.Dataset):
-    def __init__(self, images, transform):
-        self.images, self.transform = images, transform
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, index):
-        return self.transform(Image.fromarray(self.images[index]).convert("RGB"))
 
 
 # --- model (vision_transformer.py DINOHead, main_dino.py MultiCropWrapper) ---------------------------------------
@@ -209,18 +198,11 @@ def cancel_gradients_last_layer(epoch, model, freeze_last_layer):
 # --- training ---------------------------------------------------------------------------------------------------
 
 def train(args):
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    random.seed(args.seed)
-    torch.set_num_threads(args.threads)
-    images, labels = common.fashion_mnist("train")
-    keep = common.balanced_subset(labels, args.limit, args.seed)
-    images, labels = images[keep], labels[keep]
-    mean, std = common.measured_mean_std(images, labels, args.seed)
+    images, mean, std = common.training_images(args)
     local_size = args.local_crop_size or max(args.patch_size, round(args.img_size * 96 / 224 / args.patch_size) * args.patch_size)
     augmentation = DataAugmentationDINO((args.global_scale_min, 1.0), (args.local_scale_min, args.local_scale_max),
                                         args.local_crops, args.img_size, local_size, [mean] * 3, [std] * 3)
-    loader = torch.utils.data.DataLoader(FashionMnistCrops(images, augmentation), batch_size=args.batch_size,
+    loader = torch.utils.data.DataLoader(common.ImageDataset(images, augmentation), batch_size=args.batch_size,
                                          shuffle=True, drop_last=True, num_workers=args.workers,
                                          generator=torch.Generator().manual_seed(args.seed))
     student = MultiCropWrapper(dino_backbone(), DINOHead(192, args.out_dim, args.head_hidden_dim, args.bottleneck_dim))

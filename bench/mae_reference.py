@@ -13,14 +13,12 @@ import argparse
 import json
 import math
 import os
-import random
 import sys
 import time
 
 import numpy as np
 import torch
 import torch.nn as nn
-from PIL import Image
 from torchvision import transforms
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -159,30 +157,12 @@ def adjust_learning_rate(optimizer, epoch, args, base_lr):
     return lr
 
 
-class Images(torch.utils.data.Dataset):
-    def __init__(self, images, transform):
-        self.images, self.transform = images, transform
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, index):
-        return self.transform(Image.fromarray(self.images[index]).convert("RGB"))
-
-
 def train(args):
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    random.seed(args.seed)
-    torch.set_num_threads(args.threads)
-    images, labels = common.fashion_mnist("train")
-    keep = common.balanced_subset(labels, args.limit, args.seed)
-    images, labels = images[keep], labels[keep]
-    mean, std = common.measured_mean_std(images, labels, args.seed)
+    images, mean, std = common.training_images(args)
     transform = transforms.Compose([
         transforms.RandomResizedCrop(args.img_size, scale=(0.2, 1.0), interpolation=transforms.InterpolationMode.BICUBIC),
         transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Normalize([mean] * 3, [std] * 3)])
-    loader = torch.utils.data.DataLoader(Images(images, transform), batch_size=args.batch_size, shuffle=True,
+    loader = torch.utils.data.DataLoader(common.ImageDataset(images, transform), batch_size=args.batch_size, shuffle=True,
                                          drop_last=True, num_workers=args.workers,
                                          generator=torch.Generator().manual_seed(args.seed))
     model = MaskedAutoencoderViT(norm_pix_loss=True, decoder_embed_dim=args.decoder_dim, decoder_depth=args.decoder_depth,

@@ -54,6 +54,34 @@ def measured_mean_std(images, labels, seed):
     return float(sample.mean()), float(sample.std())
 
 
+def training_images(args):
+    """Seeds Python, numpy and torch with args.seed, sets args.threads, and returns the training images of
+    `vitprobe pretrain --data fashion-mnist --limit N --seed S` with the mean/std it measures."""
+    import random
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    images, labels = fashion_mnist("train")
+    keep = balanced_subset(labels, args.limit, args.seed)
+    mean, std = measured_mean_std(images[keep], labels[keep], args.seed)
+    return images[keep], mean, std
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Grey uint8 images as RGB PIL images through a transform (one view or a list of crops per item)."""
+
+    def __init__(self, images, transform):
+        self.images, self.transform = images, transform
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        from PIL import Image
+        return self.transform(Image.fromarray(self.images[index]).convert("RGB"))
+
+
 def small_vit(img_size=28, patch_size=4, embed_dim=192, depth=6, num_heads=3, mlp_ratio=4.0):
     """The bundled encoders' architecture as timm's VisionTransformer ([cls] out after the final norm); local
     crops of other sizes get a bicubic resample of the position table (dynamic_img_size)."""
