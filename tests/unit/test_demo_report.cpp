@@ -156,6 +156,26 @@ TEST(DemoVerdicts, AbmilpGainNeedsTunedRates) {
   EXPECT_EQ(abmilp_gain_verdict(mae, dino, rules).verdict, Verdict::Reproduced);
 }
 
+// An encoder whose attention looks untrained is no example of its kind: the accuracy claims leave it out.
+TEST(DemoVerdicts, AccuracyClaimsLeaveOutUntrainedEncoders) {
+  const VerdictRules rules;
+  EncoderAccuracy mae{"MAE", {70, 71, 70.5}, {70.2, 70.9, 70.6}, {72, 73, 72.5}};
+  EncoderAccuracy dino{"DINO", {50, 51, 50.5}, {60, 61, 60.5}, {66, 67, 66.5}};
+  ASSERT_EQ(abmilp_gain_verdict(mae, dino, rules).verdict, Verdict::NotReproduced);
+  ASSERT_EQ(tuned_cls_mean_verdict({mae, dino}, rules).verdict, Verdict::NotReproduced);
+  dino.untrained = true;
+  const auto gain = abmilp_gain_verdict(mae, dino, rules);
+  EXPECT_EQ(gain.verdict, Verdict::Inconclusive) << gain.reason;
+  EXPECT_NE(gain.reason.find("DINO attends like an untrained ViT"), std::string::npos) << gain.reason;
+  const auto tuned = tuned_cls_mean_verdict({mae, dino}, rules);
+  EXPECT_EQ(tuned.verdict, Verdict::Inconclusive) << tuned.reason;  // MAE equal, DINO left out
+  EXPECT_NE(tuned.reason.find("DINO (attends like an untrained ViT)"), std::string::npos) << tuned.reason;
+  EncoderAttention uniform{"DINO", {0.02, 0.02}, {3.89, 3.885}, 49};
+  EncoderAttention selective{"MAE", {0.02, 0.02}, {3.89, 2.5}, 49};
+  EXPECT_TRUE(looks_untrained(uniform, rules));
+  EXPECT_FALSE(looks_untrained(selective, rules));
+}
+
 TEST(DemoVerdicts, TunedClsAgainstMean) {
   const VerdictRules rules;
   EncoderAccuracy mae{"MAE", {70, 71, 70.5}, {70.2, 70.9, 70.6}, {}};

@@ -113,6 +113,7 @@ std::vector<ClaimVerdict> claim_verdicts(const nlohmann::json& stats, const nloh
     const auto& results = probes.at(label);
     EncoderAccuracy accuracy{label, seed_top1(results, "cls"), seed_top1(results, "mean"), seed_top1(results, "abmilp"),
                              rate_choice(results, "cls"), rate_choice(results, "mean"), rate_choice(results, "abmilp")};
+    accuracy.untrained = looks_untrained(encoder_attention(models.at(label == "MAE" ? 0 : 1)), rules);
     for (const auto& [head, values] : {std::pair<std::string, const std::vector<double>*>{"cls", &accuracy.cls},
                                        {"mean", &accuracy.mean}, {"abmilp", &accuracy.abmilp}}) {
       if (values->empty() && missing.find(head) == std::string::npos) missing += (missing.empty() ? "" : ", ") + head;

@@ -75,12 +75,6 @@ void check_attention(const EncoderAttention& encoder) {
 }
 
 // Whether `encoder`'s [cls]->patch attention is uniform in every block, as an untrained ViT's is.
-bool looks_untrained(const EncoderAttention& encoder, const VerdictRules& rules) {
-  const double uniform = std::log(static_cast<double>(encoder.num_patches));
-  return std::all_of(encoder.cls_patch_entropy.begin(), encoder.cls_patch_entropy.end(),
-                     [&](double h) { return h >= rules.untrained_uniform * uniform; });
-}
-
 // Why the attention claims cannot be judged when `untrained` (the MIM encoder, the JEA or both) attends uniformly.
 std::string untrained_reason(const std::vector<const EncoderAttention*>& untrained, bool mim_untrained,
                              bool jea_untrained, const VerdictRules& rules) {
@@ -136,6 +130,12 @@ ClaimVerdict attention_verdict(const EncoderAttention& mim, const EncoderAttenti
 
 }  // namespace
 
+bool looks_untrained(const EncoderAttention& encoder, const VerdictRules& rules) {
+  const double uniform = std::log(static_cast<double>(encoder.num_patches));
+  return std::all_of(encoder.cls_patch_entropy.begin(), encoder.cls_patch_entropy.end(),
+                     [&](double h) { return h >= rules.untrained_uniform * uniform; });
+}
+
 std::string verdict_name(Verdict verdict) {
   switch (verdict) {
     case Verdict::Reproduced: return "reproduced";
@@ -190,9 +190,9 @@ std::string verdict_rules_markdown(const VerdictRules& rules) {
          "a rate at an end of the grid, or one not known to be bracketed (fewer than 3 rates), is not tuned.\n"
       << "- AbMILP gain: (AbMILP - [cls]) on MAE minus the same on DINO; reproduced when a real positive difference, "
          "not reproduced when negative or equivalent, inconclusive when unresolved or when the [cls] or AbMILP rate "
-         "of either encoder is not tuned.\n"
-      << "- Tuned [cls] vs mean: mean - [cls] per encoder; an encoder where the rate of [cls] or mean is not tuned "
-         "is left out; reproduced when equivalent on every encoder, not reproduced when a real difference on any "
+         "of either encoder is not tuned, or when either encoder attends like an untrained ViT.\n"
+      << "- Tuned [cls] vs mean: mean - [cls] per encoder; an encoder where the rate of [cls] or mean is not tuned, "
+         "or that attends like an untrained ViT, is left out; reproduced when equivalent on every encoder, not reproduced when a real difference on any "
          "tuned encoder, inconclusive otherwise (the reason says how many encoders were tuned).\n";
   return out.str();
 }
@@ -286,7 +286,15 @@ ClaimVerdict abmilp_gain_verdict(const EncoderAccuracy& mim, const EncoderAccura
     const auto text = untuned_heads(*encoder, {{"cls", encoder->cls_rate}, {"abmilp", encoder->abmilp_rate}});
     if (!text.empty()) untuned.push_back(text);
   }
-  if (untuned.empty()) {
+  std::vector<std::string> untrained;
+  for (const auto* encoder : {&mim, &jea}) {
+    if (encoder->untrained) untrained.push_back(encoder->label);
+  }
+  if (!untrained.empty()) {
+    verdict.verdict = Verdict::Inconclusive;
+    verdict.reason = join(untrained, " and ") + " attends like an untrained ViT, so the gains do not compare a trained "
+                     "MIM with a trained JEA (at these rates: " + seeds_say + ")";
+  } else if (untuned.empty()) {
     verdict.reason = seeds_say;
   } else {
     verdict.verdict = Verdict::Inconclusive;
@@ -304,7 +312,8 @@ ClaimVerdict tuned_cls_mean_verdict(const std::vector<EncoderAccuracy>& encoders
     const auto difference = minus(encoder.mean, encoder.cls);
     verdict.measured += (verdict.measured.empty() ? "mean - [cls] top-1: " : ", ") + encoder.label + " " +
                         mean_std_text(difference);
-    const auto not_tuned = untuned_heads(encoder, {{"cls", encoder.cls_rate}, {"mean", encoder.mean_rate}});
+    auto not_tuned = untuned_heads(encoder, {{"cls", encoder.cls_rate}, {"mean", encoder.mean_rate}});
+    if (encoder.untrained) not_tuned = encoder.label + " (attends like an untrained ViT)";
     if (!not_tuned.empty()) {  // not tuned: this encoder's comparison counts for nothing
       untuned.push_back(not_tuned);
       continue;
@@ -318,7 +327,7 @@ ClaimVerdict tuned_cls_mean_verdict(const std::vector<EncoderAccuracy>& encoders
   const size_t n_seeds = encoders.front().cls.size();
   verdict.measured += " points (" + std::to_string(n_seeds) + " seed" + (n_seeds == 1 ? "" : "s") + ")";
   const size_t n_tuned = encoders.size() - untuned.size();
-  const std::string untuned_note = untuned.empty() ? "" : "; not tuned, left out: " + join(untuned, ", ");
+  const std::string untuned_note = untuned.empty() ? "" : "; not tuned or untrained, left out: " + join(untuned, ", ");
   if (!differing.empty()) {
     verdict.verdict = Verdict::NotReproduced;
     verdict.reason = "[cls] and mean pooling differ beyond the seeds' spread on " + join(differing, ", ") +
@@ -327,7 +336,7 @@ ClaimVerdict tuned_cls_mean_verdict(const std::vector<EncoderAccuracy>& encoders
     verdict.verdict = Verdict::Reproduced;
     verdict.reason = "equal within the seeds' spread on every encoder, each at its own tuned rate";
   } else if (n_tuned == 0) {
-    verdict.reason = "no encoder has both rates tuned, so nothing to compare: " + join(untuned, ", ");
+    verdict.reason = "no encoder has both rates tuned and attends like a trained ViT, so nothing to compare: " + join(untuned, ", ");
   } else {
     std::vector<std::string> parts;
     if (!equivalent.empty()) parts.push_back("equal within the seeds' spread on " + join(equivalent, ", "));

@@ -58,6 +58,7 @@ struct EncoderAccuracy {
   std::string label;
   std::vector<double> cls, mean, abmilp;
   RateChoice cls_rate = RateChoice::Bracketed, mean_rate = RateChoice::Bracketed, abmilp_rate = RateChoice::Bracketed;
+  bool untrained = false;  // its attention looks untrained (looks_untrained): its accuracies say nothing of its kind
 };
 
 /// A verdict with the measurement it rests on and the reason in words.
@@ -66,6 +67,10 @@ struct ClaimVerdict {
   std::string measured;
   std::string reason;
 };
+
+/// Whether an encoder attends like an untrained ViT: [cls]->patch entropy >= rules.untrained_uniform x ln(patches)
+/// in every block.
+bool looks_untrained(const EncoderAttention& encoder, const VerdictRules& rules);
 
 /// The first deep block of a `depth`-block encoder.
 int first_deep_block(int depth, const VerdictRules& rules);
