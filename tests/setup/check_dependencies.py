@@ -21,7 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # Python modules the tests import -> the package of scripts/requirements.txt that provides them.
-PYTHON_PACKAGES = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "PIL": "pillow", "timm": "timm"}
+PYTHON_PACKAGES = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "PIL": "pillow", "timm": "timm",
+                   "safetensors": "safetensors"}
 # Folder entries of the cache -> the header each stands for (checked instead of the folder).
 HEADERS = {"CLI11_INCLUDE_DIR": "CLI/CLI.hpp", "JPEG_INCLUDE_DIR": "jpeglib.h", "PNG_PNG_INCLUDE_DIR": "png.h",
            "OpenCL_INCLUDE_DIR": "CL/cl.h", "Protobuf_INCLUDE_DIR": "google/protobuf/message.h",
