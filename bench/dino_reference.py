@@ -281,13 +281,6 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train")
     # The options and defaults of `vitprobe pretrain dino` (same names).
-    t.add_argument("--limit", type=int, default=0)
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--steps", type=int, default=0, help="stop after N steps (0: all)")
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--warmup-epochs", type=float, default=1.0)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--img-size", type=int, default=28)
     t.add_argument("--patch-size", type=int, default=4)
     t.add_argument("--out-dim", type=int, default=4096)
     t.add_argument("--head-hidden-dim", type=int, default=2048)
@@ -309,21 +302,11 @@ def main():
     t.add_argument("--weight-decay-end", type=float, default=0.4)
     t.add_argument("--clip-grad", type=float, default=3.0)
     t.add_argument("--freeze-last-layer", type=int, default=1)
-    t.add_argument("--save", default="")
-    t.add_argument("--print-every", type=int, default=20)
-    for p in (t, sub.add_parser("eval")):
-        p.add_argument("--threads", type=int, default=2)
-        p.add_argument("--workers", type=int, default=0)
-        p.add_argument("--knn-train", type=int, default=0, help="balanced subset of the train split as memory (0: all)")
-        p.add_argument("--knn-test", type=int, default=0, help="first N test images as queries (0: all 10,000)")
-        p.add_argument("--out", required=True)
-    e = sub.choices["eval"]
+    e = sub.add_parser("eval")
+    common.add_run_arguments(t, e)
     e.add_argument("encoder")
     args = parser.parse_args()
-    result = train(args) if args.command == "train" else evaluate(args)
-    with open(args.out + ".tmp", "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(args.out + ".tmp", args.out)
+    common.write_json(train(args) if args.command == "train" else evaluate(args), args.out)
 
 
 if __name__ == "__main__":

@@ -175,3 +175,31 @@ def evaluate_knn(model, mean, std, train_limit=0, test_limit=0, seed=0):
     return {"cls": knn_top1(train_cls, train_labels, test_cls, test_labels),
             "mean": knn_top1(train_mean, train_labels, test_mean, test_labels),
             "train_items": int(len(train_labels)), "test_items": int(len(test_labels))}
+
+
+def add_run_arguments(train_parser, eval_parser=None):
+    """The options both references share: vitprobe pretrain's data, schedule and seed flags (same names and
+    defaults) on `train`; threads, loader workers, k-NN sizes and the output file on both subcommands."""
+    t = train_parser
+    t.add_argument("--limit", type=int, default=0)
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--steps", type=int, default=0, help="stop after N steps (0: all)")
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--warmup-epochs", type=float, default=1.0)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--img-size", type=int, default=28)
+    t.add_argument("--save", default="", help="write the trained encoder here (safetensors, timm keys)")
+    t.add_argument("--print-every", type=int, default=20)
+    for p in (t, eval_parser) if eval_parser is not None else (t,):
+        p.add_argument("--threads", type=int, default=2)
+        p.add_argument("--workers", type=int, default=0)
+        p.add_argument("--knn-train", type=int, default=0, help="balanced subset of the train split as memory (0: all)")
+        p.add_argument("--knn-test", type=int, default=0, help="first N test images as queries (0: all 10,000)")
+        p.add_argument("--out", required=True)
+
+
+def write_json(result, path):
+    """The run's JSON, written atomically (a temporary beside it, then renamed)."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(result, f, indent=1)
+    os.replace(path + ".tmp", path)
