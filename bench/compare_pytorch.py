@@ -11,6 +11,8 @@ LayerNorm in fp32), in up to three variants:
             per batch and dtype takes tens of seconds); a failure to compile is reported, not fatal
 vitprobe side: `vitprobe bench --json` with the same architecture, batch, dtype and device; its forward and
 its forward returning all attention maps (`attention_forward_ms_median`) pair with eager and maps.
+With --reference it also times `vitprobe bench --backend reference` (libtorch's own CPU or CUDA kernels, without
+vitprobe's oneDNN fast path), the measurement that decides whether the fast path earns its place.
 Timing: CUDA events on --device cuda (after a synchronize), perf_counter on the CPU; each figure is the median
 of --iterations forwards after --warmup; each round runs every configuration once, PyTorch then vitprobe, and
 the table gives medians over rounds and the ratios vitprobe / PyTorch (above 1: vitprobe is faster).
@@ -127,11 +129,11 @@ class PyTorchViT:
             return None
 
 
-def vitprobe_bench(binary, args, batch, dtype):
+def vitprobe_bench(binary, args, batch, dtype, backend="auto"):
     """vitprobe bench --json for one configuration (its attention-maps forward only with --maps)."""
     command = [binary, "bench", "--arch", args.arch, "--batch", str(batch), "--dtype", dtype, "--device", args.device,
-               "--iterations", str(args.iterations), "--warmup", str(args.warmup), "--json"]
-    if not args.maps:
+               "--backend", backend, "--iterations", str(args.iterations), "--warmup", str(args.warmup), "--json"]
+    if not args.maps or backend != "auto":
         command.append("--no-attention")
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -164,9 +166,10 @@ def summarize(samples, batch):
     """Median seconds per configuration -> images/s and ratios vitprobe / PyTorch."""
     rate = {key: batch / statistics.median(values) for key, values in samples.items() if values}
     row = {f"{key}_img_s": value for key, value in rate.items()}
-    for ours, theirs in (("vitprobe", "eager"), ("vitprobe_maps", "maps"), ("vitprobe", "compile")):
+    for ours, theirs in (("vitprobe", "eager"), ("vitprobe_maps", "maps"), ("vitprobe", "compile"),
+                         ("vitprobe", "vitprobe_reference")):
         if ours in rate and theirs in rate:
-            row[f"ratio_{theirs}"] = rate[ours] / rate[theirs]
+            row[f"ratio_{theirs.removeprefix('vitprobe_')}"] = rate[ours] / rate[theirs]
     if "vitprobe" in rate and "vitprobe_maps" in rate:
         row["vitprobe_maps_cost"] = rate["vitprobe"] / rate["vitprobe_maps"]
     if "eager" in rate and "maps" in rate:
@@ -179,12 +182,13 @@ def print_table(summary):
           f"({summary['machine']['threads']} threads), torch {summary['machine']['torch']}, medians of "
           f"{summary['rounds_done']} rounds; ratio = vitprobe / PyTorch images/s")
     header = ["dtype", "batch", "eager", "vitprobe", "ratio", "maps", "vp maps", "ratio", "compile", "ratio",
-              "vp maps cost", "pt maps cost"]
+              "vp maps cost", "pt maps cost", "vp libtorch", "vp/libtorch"]
     print(" ".join(f"{h:>10}" for h in header))
     for row in summary["rows"]:
         cells = [row["dtype"], row["batch"]] + [row.get(k) for k in (
             "eager_img_s", "vitprobe_img_s", "ratio_eager", "maps_img_s", "vitprobe_maps_img_s", "ratio_maps",
-            "compile_img_s", "ratio_compile", "vitprobe_maps_cost", "pytorch_maps_cost")]
+            "compile_img_s", "ratio_compile", "vitprobe_maps_cost", "pytorch_maps_cost", "vitprobe_reference_img_s",
+            "ratio_reference")]
         print(" ".join(f"{c:>10.2f}" if isinstance(c, float) else f"{'-' if c is None else c:>10}" for c in cells))
 
 
@@ -201,6 +205,8 @@ def main():
     parser.add_argument("--maps", action="store_true", help="also time the forwards returning all attention maps")
     parser.add_argument("--compile", nargs="?", const="all", default="",
                         help="also time torch.compile, for these dtypes (default: all), after the rounds")
+    parser.add_argument("--reference", action="store_true",
+                        help="also time vitprobe's --backend reference (libtorch's own kernels, no oneDNN fast path)")
     parser.add_argument("--json", help="write the figures here (after every round)")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -219,7 +225,8 @@ def main():
     print(f"compare_pytorch: {json.dumps(info)}", flush=True)
     model = PyTorchViT(args.arch, args.device)
     configs = [(b, d) for b in batches for d in dtypes]
-    samples = {config: {k: [] for k in ("eager", "maps", "compile", "vitprobe", "vitprobe_maps")} for config in configs}
+    samples = {config: {k: [] for k in ("eager", "maps", "compile", "vitprobe", "vitprobe_maps",
+                                                               "vitprobe_reference")} for config in configs}
     errors = []
     summary = {"arch": args.arch, "machine": info, "rounds": args.rounds, "rounds_done": 0, "rows": [], "errors": errors}
 
@@ -243,6 +250,9 @@ def main():
                     if "attention_forward_ms_median" in ours:
                         s["vitprobe_maps"].append(ours["attention_forward_ms_median"] / 1e3)
                     summary["vitprobe_machine"] = ours.get("machine")
+                    if args.reference:
+                        reference = vitprobe_bench(args.vitprobe, args, batch, dtype, backend="reference")
+                        s["vitprobe_reference"].append(reference["forward_ms_median"] / 1e3)
                 except (RuntimeError, ValueError, KeyError) as error:
                     errors.append(str(error))
                     print(f"  vitprobe: {error}", flush=True)

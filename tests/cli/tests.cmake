@@ -45,3 +45,7 @@ foreach(case write-fails no-leftovers stale-temporaries out-is-file out-inside-i
              folder-as-image)
   vitprobe_py_test(cli.outputs.${case} cli cli/check_outputs.py ${case})
 endforeach()
+
+# Issue 15: bench/compare_pytorch.py (the CPU anchor, and what scripts/gpu-check runs on the GPU machine) end to end
+# on ViT-Ti/16 at batch 1, one round, with --maps and --reference.
+vitprobe_py_test(bench.compare-pytorch bench cli/check_compare_pytorch.py)
