@@ -40,6 +40,7 @@ def main(work, out_json, dry, budget):
         "machine": load(work / "machine.json"), "provenance": load(work / "provenance.json"),
         "ctest_gpu": ctest_results(Path(out_json).parent / "ctest-gpu.xml"), "bench": load(work / "bench.json"),
         "compare": load(work / "compare.json"),
+        "throughput": load(work / "throughput.json"),
     }
     Path(out_json).write_text(json.dumps(summary, indent=1))
     for step in steps:
@@ -52,6 +53,12 @@ def main(work, out_json, dry, budget):
     if bench:
         print(f"  bench: {bench.get('arch')} {bench.get('dtype')} batch {bench.get('batch')} on {bench.get('device')}: "
               f"{bench.get('images_per_s', 0):.1f} images/s, maps forward {bench.get('attention_forward_ratio', 0):.2f}x")
+    throughput = summary["throughput"]
+    if throughput:
+        print(f"  throughput: {throughput['arch']} {throughput['dtype']} batch {throughput['batch']}: forward "
+              f"{throughput['forward_img_s']:.1f} img/s, attn-stats {throughput['attn_stats_img_s']:.1f} img/s, "
+              f"{throughput['probe_heads']} probe heads {throughput['probe_52_img_s']:.1f} img/s "
+              f"({throughput['probe_52_over_forward']:.2f}x the forward, goal >= 0.8)")
     compare = summary["compare"]
     for row in (compare or {}).get("rows", []):
         print(f"  compare: {row['dtype']} batch {row['batch']}: vitprobe {row.get('vitprobe_img_s') or 0:.1f} img/s, "

@@ -70,6 +70,7 @@ nlohmann::json model_statistics(const std::string& file, const std::string& labe
   pass.progress_label = "attn-stats " + label;
   pass.rank = communicator.rank();
   pass.world_size = communicator.world_size();
+  const auto pass_started = std::chrono::steady_clock::now();
   run_dataset_pass(model, dataset, preprocess, request, pass, [&](const Batch&, ForwardResult& result) {
     for (int block = 0; block < config.depth; ++block) {
       accumulator.add(block, compute_block_statistics(result.attention.at(block), result.attention_branch_norms[block],
@@ -78,8 +79,10 @@ nlohmann::json model_statistics(const std::string& file, const std::string& labe
       result.attention.erase(block);  // frees the block's (B, heads, T, T) early
     }
   });
+  const auto finished = std::chrono::steady_clock::now();  // the pass alone: decoding, forwards, statistics
   accumulator.all_reduce(communicator);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const double pass_seconds = std::chrono::duration<double>(finished - pass_started).count();
 
   nlohmann::json statistics = nlohmann::json::object();
   const auto summaries = accumulator.summarize();
@@ -99,6 +102,8 @@ nlohmann::json model_statistics(const std::string& file, const std::string& labe
           {"batch_size", pass.batch_size},
           {"preprocess", preprocess_json(preprocess)},
           {"seconds", seconds},
+          {"pass_seconds", pass_seconds},
+          {"images_per_second", pass_seconds > 0 ? accumulator.num_images() / pass_seconds : 0.0},
           {"statistics", statistics}};
 }
 
