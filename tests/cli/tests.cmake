@@ -49,3 +49,5 @@ endforeach()
 # Issue 15: bench/compare_pytorch.py (the CPU anchor, and what scripts/gpu-check runs on the GPU machine) end to end
 # on ViT-Ti/16 at batch 1, one round, with --maps and --reference.
 vitprobe_py_test(bench.compare-pytorch bench cli/check_compare_pytorch.py)
+# ... and scripts/gpu/throughput.py (gpu-check's attn-stats and 52-head probing figures) on the CPU, ViT-Ti at 32 px.
+vitprobe_py_test(bench.gpu-throughput bench cli/check_gpu_throughput.py)
