@@ -183,13 +183,13 @@ def print_table(summary):
           f"{summary['rounds_done']} rounds; ratio = vitprobe / PyTorch images/s")
     header = ["dtype", "batch", "eager", "vitprobe", "ratio", "maps", "vp maps", "ratio", "compile", "ratio",
               "vp maps cost", "pt maps cost", "vp libtorch", "vp/libtorch"]
-    print(" ".join(f"{h:>10}" for h in header))
+    print(" ".join(f"{h:>12}" for h in header))
     for row in summary["rows"]:
         cells = [row["dtype"], row["batch"]] + [row.get(k) for k in (
             "eager_img_s", "vitprobe_img_s", "ratio_eager", "maps_img_s", "vitprobe_maps_img_s", "ratio_maps",
             "compile_img_s", "ratio_compile", "vitprobe_maps_cost", "pytorch_maps_cost", "vitprobe_reference_img_s",
             "ratio_reference")]
-        print(" ".join(f"{c:>10.2f}" if isinstance(c, float) else f"{'-' if c is None else c:>10}" for c in cells))
+        print(" ".join(f"{c:>12.2f}" if isinstance(c, float) else f"{'-' if c is None else c:>12}" for c in cells))
 
 
 def main():

@@ -4,7 +4,7 @@ Usage: summarize.py WORK OUT_JSON DRY BUDGET_S
 
 OUT_JSON: {"dry", "budget_s", "total_s", "ok", "steps": [{name, status, rc, seconds, limit_s, note}],
 "machine", "provenance", "ctest_gpu": {total, passed, failed, tests: {name: {status, seconds}}}, "bench",
-"compare"}; a part whose step did not run is null. Prints one line per step and the key figures; exit code 1
+"compare", "throughput"}; a part whose step did not run is null. Prints one line per step and the key figures; exit code 1
 when a step failed or timed out (skipped steps follow a failure; multi-gpu's not_run alone is no failure).
 """
 import json
@@ -54,11 +54,12 @@ def main(work, out_json, dry, budget):
         print(f"  bench: {bench.get('arch')} {bench.get('dtype')} batch {bench.get('batch')} on {bench.get('device')}: "
               f"{bench.get('images_per_s', 0):.1f} images/s, maps forward {bench.get('attention_forward_ratio', 0):.2f}x")
     throughput = summary["throughput"]
-    if throughput:
-        print(f"  throughput: {throughput['arch']} {throughput['dtype']} batch {throughput['batch']}: forward "
-              f"{throughput['forward_img_s']:.1f} img/s, attn-stats {throughput['attn_stats_img_s']:.1f} img/s, "
-              f"{throughput['probe_heads']} probe heads {throughput['probe_52_img_s']:.1f} img/s "
-              f"({throughput['probe_52_over_forward']:.2f}x the forward, goal >= 0.8)")
+    if throughput:  # a stage cut by the time limit leaves its figure out
+        figure = lambda key: f"{throughput[key]:.2f}" if isinstance(throughput.get(key), (int, float)) else "-"
+        print(f"  throughput: {throughput.get('arch')} {throughput.get('dtype')} batch {throughput.get('batch')}: "
+              f"forward {figure('forward_img_s')} img/s, attn-stats {figure('attn_stats_img_s')} img/s, "
+              f"{throughput.get('probe_heads', '-')} probe heads {figure('probe_52_img_s')} img/s "
+              f"({figure('probe_52_over_forward')}x the forward, goal >= 0.8)")
     compare = summary["compare"]
     for row in (compare or {}).get("rows", []):
         print(f"  compare: {row['dtype']} batch {row['batch']}: vitprobe {row.get('vitprobe_img_s') or 0:.1f} img/s, "
