@@ -17,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import safetensors_file  # noqa: E402
+
 VIT_TINY = "models/vit_tiny_patch16_224.in1k.safetensors"
 PHOTOS = "data/imagenet-sample"
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -35,22 +38,16 @@ def write_bf16_safetensors(source, dest):
         (length,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(length))
         data = f.read()
-    out_header, blobs, offset = {}, [], 0
+    tensors = []
     for name, entry in header.items():
         if name == "__metadata__":
-            out_header[name] = entry
             continue
         start, end = entry["data_offsets"]
-        raw = np.frombuffer(data[start:end], dtype="<f4") if entry["dtype"] == "F32" else None
-        blob = to_bf16(raw).tobytes() if raw is not None else data[start:end]
-        out_header[name] = {"dtype": "BF16" if raw is not None else entry["dtype"], "shape": entry["shape"],
-                            "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    text = json.dumps(out_header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(dest, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+        if entry["dtype"] == "F32":
+            tensors.append((name, "BF16", entry["shape"], to_bf16(np.frombuffer(data[start:end], dtype="<f4")).tobytes()))
+        else:
+            tensors.append((name, entry["dtype"], entry["shape"], data[start:end]))
+    safetensors_file.write(dest, tensors, header.get("__metadata__"))
 
 
 def write_idx_subset(source_dir, dest_dir, prefix, count):

@@ -21,12 +21,14 @@ before it, and prints it. The goal (>= 0.8) is printed, not enforced: this is a 
 import argparse
 import json
 import math
-import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import safetensors_file  # noqa: E402
 
 ARCHS = {"vit_tiny_patch16": (192, 12, 3), "vit_small_patch16": (384, 12, 6), "vit_base_patch16": (768, 12, 12),
          "vit_large_patch16": (1024, 24, 16)}
@@ -56,22 +58,9 @@ def random_vit(arch, img_size, patch=16, seed=0):
 
 
 def write_bf16_safetensors(state, path):
-    header, blobs, offset = {}, [], 0
-    for name, tensor in state.items():
-        blob = tensor.to(torch.bfloat16).contiguous().view(torch.int16).numpy().tobytes()
-        header[name] = {"dtype": "BF16", "shape": list(tensor.shape), "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    header["__metadata__"] = {"format": "pt", "source": "scripts/gpu/throughput.py random weights"}
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    temporary = path.with_suffix(".partial")
-    with open(temporary, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for blob in blobs:
-            f.write(blob)
-    temporary.replace(path)
+    tensors = [(name, "BF16", tensor.shape, tensor.to(torch.bfloat16).contiguous().view(torch.int16).numpy().tobytes())
+               for name, tensor in state.items()]
+    safetensors_file.write(path, tensors, {"format": "pt", "source": "scripts/gpu/throughput.py random weights"})
 
 
 def vitprobe(binary, args, timeout):
