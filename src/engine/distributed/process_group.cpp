@@ -22,10 +22,18 @@
 #include <thread>
 
 #include "common/errors.h"
+#include "distributed/rendezvous.h"
 
 namespace vitprobe {
 
 namespace {
+
+// Gloo's full mesh: each round is given this limit (or the whole --dist-timeout when that is shorter). Gloo
+// waits up to 5 times the limit for a pair it listens on (tcp/pair.h: "a longer timeout when waiting for
+// initial connect"): with PyTorch's 30 min default, a lost connection held a rank for 2.5 hours.
+constexpr int64_t kConnectRoundMs = 15000;
+constexpr int kGlooConnectFactor = 5;
+constexpr int kConnectRounds = 3;
 
 int env_int(const char* name, int fallback) {
   const char* value = std::getenv(name);
@@ -70,14 +78,36 @@ class GlooCommunicator final : public Communicator {
       store_options.waitWorkers = true;
       store_options.timeout = timeout_;
       store_ = c10::make_intrusive<c10d::TCPStore>(host, store_options);
-      auto group_options = c10d::ProcessGroupGloo::Options::create(timeout_);
+      // Everyone has started (waited for with the whole timeout); then Gloo's full mesh, which on loopback takes
+      // milliseconds, is given a short limit and tried again on fresh keys by all ranks together: a mesh
+      // connection that never completes (seen in a clean-clone test run: two of three ranks stuck in Gloo's
+      // Pair::waitUntilConnected)
+      // costs one short round instead of the whole timeout.
+      wait_for_all_ranks(*store_, world_size_, timeout_);
+      const auto connect_timeout = std::min(timeout_, std::chrono::milliseconds(kConnectRoundMs));
       const bool loopback = host == "127.0.0.1" || host == "localhost";
       // As PyTorch: GLOO_SOCKET_IFNAME names the interface; else the one this host's name resolves to.
       const std::string interface = env_text("GLOO_SOCKET_IFNAME");
-      group_options->devices.push_back(!interface.empty() ? c10d::ProcessGroupGloo::createDeviceForInterface(interface)
-                                       : loopback         ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                                                          : c10d::ProcessGroupGloo::createDefaultDevice());
-      group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, rank_, world_size_, group_options);
+      // A rank may report a round later than the others by Gloo's wait per peer (its pairs connect one after
+      // the other) and the first barrier's limit.
+      const auto outcome_wait = timeout_ + (kGlooConnectFactor * (world_size_ - 1) + 1) * connect_timeout;
+      attempt_together(*store_, rank_, world_size_, kConnectRounds, outcome_wait, [&](int round) {
+        // A failed round's group is abandoned, not destroyed: its destructor would wait on pairs and work that
+        // may never finish. It holds a listening socket and two threads until the process ends.
+        if (group_) static_cast<void>(group_.release());
+        if (round > 0) {
+          std::fprintf(stderr, "vitprobe: distributed: rank %d: connecting again (round %d of %d): the last round failed on a rank\n",
+                       rank_, round + 1, kConnectRounds);
+        }
+        auto group_options = c10d::ProcessGroupGloo::Options::create(connect_timeout);
+        group_options->devices.push_back(!interface.empty() ? c10d::ProcessGroupGloo::createDeviceForInterface(interface)
+                                         : loopback         ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                                            : c10d::ProcessGroupGloo::createDefaultDevice());
+        auto round_store = c10::make_intrusive<c10d::PrefixStore>("gloo-" + std::to_string(round) + "/", store_);
+        group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(round_store, rank_, world_size_, group_options);
+        if (!group_->barrier()->wait(connect_timeout)) throw std::runtime_error("first barrier timed out");
+      });
+      group_->setTimeout(timeout_);  // collectives get the whole timeout
 #ifdef VITPROBE_NCCL
       // CUDA tensors travel through NCCL (GPU to GPU), on keys of their own in the same store.
       if (at::Device(options.device).is_cuda()) {
@@ -87,8 +117,8 @@ class GlooCommunicator final : public Communicator {
                                                              rank_, world_size_, nccl_options);
       }
 #endif
-      // Rank 0 hosts the store the others still read peer addresses from while they connect: nobody leaves
-      // the rendezvous (e.g. a job that then needs no collective) before every rank has joined.
+      // Rank 0 hosts the store the others still read the rounds' outcomes from: nobody leaves the rendezvous
+      // (e.g. a job that then needs no collective) before every rank has read them.
       auto joined = group_->barrier();
       joined->wait(timeout_);
     } catch (const std::exception& error) {
