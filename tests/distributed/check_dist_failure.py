@@ -142,13 +142,15 @@ delayed_cache = os.path.join(work, "delayed-cache")
 delayed = start(["launch", "-n", "3", "--", "extract", "--model", MAE, "--data", "fashion-mnist", "--limit", "96",
                  "--val-limit", "32", "--heads", "cls,mean", "--cache-dir", delayed_cache, "--quiet", "--threads", "1",
                  "--dist-timeout", "5"], "delayed", LD_PRELOAD=shim, VITPROBE_SHIM_RANK=2, VITPROBE_SHIM_SLEEP_S=7)
-# Rank 2 skips round 1 (its peers gave it up at 5 s) and all meet in round 2: about 10 s; 120 s is Gloo's
-# worst case here (rank 2 waiting 5 x 5 s on each of its 2 pairs, then round 2).
+# Rank 2 tries round 1 after its peers gave it up (the shim sleeps inside the constructor): refused at once
+# when it connects to a peer (about 10 s in all), or 5 x 5 s when it listens for one (Gloo's connect wait,
+# about 35 s); then all meet in round 2. 120 s leaves room on a loaded machine.
 wait_for(delayed, time.monotonic(), "launch with a late Gloo rank", 0, limit_s=120)
 delayed.log.seek(0)
 err = delayed.log.read()
 if "sleeps 7 s" not in err:
-    sys.exit(f"FAIL: the shim did not delay rank 2 (libtorch's ProcessGroupGloo constructor has another name?): {err[-800:]}")
+    sys.exit("FAIL: the shim did not delay rank 2 (libtorch's ProcessGroupGloo constructor has another name?): "
+             + err[-800:])
 again = [line for line in err.splitlines() if "connecting again (round 2 of 3)" in line]
 if len(again) != 3:
     sys.exit(f"FAIL: expected all 3 ranks to connect again in round 2, saw {len(again)}: {err[-1500:]}")

@@ -35,6 +35,14 @@ std::vector<int> on_ranks(int world, const std::function<int(int)>& body, std::v
   return results;
 }
 
+// Inside an attempt: returns once every rank has begun the round, so a failure published after it cannot make
+// a slower thread skip the round (as a late rank would).
+void all_began(c10d::Store& store, int round, int world) {
+  const std::string key = "test/began-" + std::to_string(round);
+  if (store.add(key, 1) == world) store.set(key + "-all", std::string("1"));
+  store.wait({key + "-all"}, kWait);
+}
+
 TEST(Rendezvous, AllRanksSucceedingInTheFirstRoundStopThere) {
   auto store = c10::make_intrusive<c10d::HashStore>();
   std::atomic<int> calls{0};
@@ -53,6 +61,7 @@ TEST(Rendezvous, OneRankFailingMakesEveryRankRetry) {
     wait_for_all_ranks(*store, 3, kWait);
     return attempt_together(*store, rank, 3, 3, kWait, [&, rank](int round) {
       ++calls[rank];
+      all_began(*store, round, 3);
       if (rank == 2 && round == 0) throw std::runtime_error("connect timed out");
     });
   });
@@ -83,7 +92,8 @@ TEST(Rendezvous, GivesUpAfterTheLastRoundWithTheReason) {
   std::vector<std::string> errors;
   const auto rounds = on_ranks(2, [&](int rank) {
     wait_for_all_ranks(*store, 2, kWait);
-    return attempt_together(*store, rank, 2, 2, kWait, [rank](int) {
+    return attempt_together(*store, rank, 2, 2, kWait, [&, rank](int round) {
+      all_began(*store, round, 2);
       if (rank == 1) throw std::runtime_error("peer never connected");
     });
   }, &errors);

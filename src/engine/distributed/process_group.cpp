@@ -1,9 +1,8 @@
-// The only file that sees c10d: Gloo for CPU tensors, NCCL for CUDA tensors when libtorch has CUDA (libtorch's
-// CMake config defines USE_C10D_GLOO and USE_C10D_NCCL).
+// The process groups (with rendezvous.cpp, which sees only c10d's Store): Gloo for CPU tensors, NCCL for CUDA
+// tensors when libtorch has CUDA (libtorch's CMake config defines USE_C10D_GLOO and USE_C10D_NCCL).
 #include "distributed/process_group.h"
 
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -55,15 +54,6 @@ std::string seconds_text(double seconds) {
   return text;
 }
 
-std::string error_text(const std::exception& error) {
-  if (const auto* c10_error = dynamic_cast<const c10::Error*>(&error)) {
-    const std::string text = c10_error->what_without_backtrace();
-    return text.substr(0, text.find('\n'));
-  }
-  const std::string text = error.what();
-  return text.substr(0, text.find('\n'));
-}
-
 class GlooCommunicator final : public Communicator {
  public:
   GlooCommunicator(const DistOptions& options, const std::string& host, int port)
@@ -79,10 +69,9 @@ class GlooCommunicator final : public Communicator {
       store_options.timeout = timeout_;
       store_ = c10::make_intrusive<c10d::TCPStore>(host, store_options);
       // Everyone has started (waited for with the whole timeout); then Gloo's full mesh, which on loopback takes
-      // milliseconds, is given a short limit and tried again on fresh keys by all ranks together: a mesh
+      // milliseconds, is given a short limit and tried again on fresh keys by all ranks together. A mesh
       // connection that never completes (seen in a clean-clone test run: two of three ranks stuck in Gloo's
-      // Pair::waitUntilConnected)
-      // costs one short round instead of the whole timeout.
+      // Pair::waitUntilConnected) costs a short round instead of 5 times the whole timeout.
       wait_for_all_ranks(*store_, world_size_, timeout_);
       const auto connect_timeout = std::min(timeout_, std::chrono::milliseconds(kConnectRoundMs));
       const bool loopback = host == "127.0.0.1" || host == "localhost";
@@ -92,20 +81,22 @@ class GlooCommunicator final : public Communicator {
       // the other) and the first barrier's limit.
       const auto outcome_wait = timeout_ + (kGlooConnectFactor * (world_size_ - 1) + 1) * connect_timeout;
       attempt_together(*store_, rank_, world_size_, kConnectRounds, outcome_wait, [&](int round) {
-        // A failed round's group is abandoned, not destroyed: its destructor would wait on pairs and work that
-        // may never finish. It holds a listening socket and two threads until the process ends.
+        // A group that connected but failed its first barrier (so failed on another rank) is abandoned: its
+        // destructor would wait for that barrier. It keeps a listening socket and three threads until the
+        // process ends. (A group whose constructor threw is gone already.)
         if (group_) static_cast<void>(group_.release());
         if (round > 0) {
-          std::fprintf(stderr, "vitprobe: distributed: rank %d: connecting again (round %d of %d): the last round failed on a rank\n",
-                       rank_, round + 1, kConnectRounds);
+          std::fprintf(stderr, "vitprobe: distributed: rank %d: connecting again (round %d of %d): the last round "
+                       "failed on a rank\n", rank_, round + 1, kConnectRounds);
         }
         auto group_options = c10d::ProcessGroupGloo::Options::create(connect_timeout);
-        group_options->devices.push_back(!interface.empty() ? c10d::ProcessGroupGloo::createDeviceForInterface(interface)
-                                         : loopback         ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                                                            : c10d::ProcessGroupGloo::createDefaultDevice());
+        group_options->devices.push_back(
+            !interface.empty() ? c10d::ProcessGroupGloo::createDeviceForInterface(interface)
+            : loopback         ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                               : c10d::ProcessGroupGloo::createDefaultDevice());
         auto round_store = c10::make_intrusive<c10d::PrefixStore>("gloo-" + std::to_string(round) + "/", store_);
         group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(round_store, rank_, world_size_, group_options);
-        if (!group_->barrier()->wait(connect_timeout)) throw std::runtime_error("first barrier timed out");
+        group_->barrier()->wait(connect_timeout);  // throws when a rank did not come
       });
       group_->setTimeout(timeout_);  // collectives get the whole timeout
 #ifdef VITPROBE_NCCL
@@ -123,8 +114,8 @@ class GlooCommunicator final : public Communicator {
       joined->wait(timeout_);
     } catch (const std::exception& error) {
       throw IoError("distributed: rank " + std::to_string(rank_) + " of " + std::to_string(world_size_) +
-                    " could not join the run at " + where + " within " + seconds_text(options.timeout_s) +
-                    ": " + error_text(error));
+                    " could not join the run at " + where + " (--dist-timeout " + seconds_text(options.timeout_s) +
+                    "): " + first_line(error));
     }
   }
 
@@ -188,7 +179,7 @@ class GlooCommunicator final : public Communicator {
     } catch (const std::exception& error) {
       throw IoError("distributed: rank " + std::to_string(rank_) + ": " + what + " failed (a peer process died, " +
                     "was killed or did not answer within " + seconds_text(timeout_.count() / 1000.0) + "): " +
-                    error_text(error));
+                    first_line(error));
     }
   }
 
